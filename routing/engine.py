@@ -1,0 +1,606 @@
+"""The routing engine: which agent at which site takes each contact, and which contact a freed
+agent takes.
+
+The engine is a deterministic state machine driven by events that carry their own time
+(``offer``, ``answer``, ``finish``, ``set_ready``, ``advance`` ...): it never reads a clock and
+never draws a random number, so a replayed event log reproduces every decision, which is what the
+simulator, the tests and a hot standby router rely on.  Decisions cost O(log n) in agents through
+the sorted indices of :mod:`routing.indices`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+from routing.costs import expected_cost
+from routing.ewt import queue_position_ewt
+from routing.indices import AgentGroup, AgentKey, ContactKey, GroupSpec
+from routing.model import (
+    AgentProfile,
+    AgentState,
+    AgentStrategy,
+    Assignment,
+    Channel,
+    Contact,
+    CostMode,
+    Network,
+    Queue,
+)
+from routing.settings import RouterSettings
+from routing.skills import Skill, all_of
+
+
+class RoutingError(ValueError):
+    """An event the engine cannot apply; the engine state is left unchanged."""
+
+
+class _Presence(Enum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    NOT_READY = "not_ready"
+
+
+class _Timer(Enum):
+    TARGET = 0
+    RELEASE_HOLD = 1
+    WRAP_UP_END = 2
+
+
+@dataclass(slots=True, eq=False)
+class _Agent:
+    profile: AgentProfile
+    seq: int
+    presence: _Presence = _Presence.LOGGED_OUT
+    reason: str | None = None
+    changed_at: float = 0.0
+    idle_since: float = 0.0
+    reserved: dict[str, Channel] = field(default_factory=dict)
+    active: dict[str, Channel] = field(default_factory=dict)
+    wrap_up_token: int | None = None
+    groups: list[AgentGroup] = field(default_factory=list)
+    entries: dict[int, AgentKey] = field(default_factory=dict)
+    scores: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def state(self) -> AgentState:
+        if self.presence is _Presence.LOGGED_OUT:
+            return AgentState.LOGGED_OUT
+        if self.active:
+            return AgentState.ON_CONTACT
+        if self.reserved:
+            return AgentState.RESERVED
+        if self.wrap_up_token is not None:
+            return AgentState.AFTER_CONTACT_WORK
+        return AgentState.READY if self.presence is _Presence.READY else AgentState.NOT_READY
+
+    def load(self) -> dict[Channel, int]:
+        load: dict[Channel, int] = {}
+        for channel in (*self.reserved.values(), *self.active.values()):
+            load[channel] = load.get(channel, 0) + 1
+        return load
+
+    def available_channel(self) -> tuple[Channel | None, int]:
+        """The one channel this agent can take another contact on now, and its current load.
+
+        ``None`` as channel with load 0 means every channel the agent has capacity for.
+        """
+        if self.presence is not _Presence.READY or self.wrap_up_token is not None:
+            return None, -1
+        load = self.load()
+        if not load:
+            return None, 0
+        (channel, count), *others = load.items()
+        if others or count >= self.profile.capacity_for(channel):
+            return None, -1
+        return channel, count
+
+
+@dataclass(slots=True, eq=False)
+class _Waiting:
+    contact: Contact
+    queue: Queue
+    seq: int
+    key: ContactKey
+    groups: tuple[AgentGroup, ...]
+    activations: tuple[float, ...]
+    active: int = 0
+    held_at: tuple[str, ...] = ()
+    hold_until: float = math.inf
+    hold_considered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLoad:
+    """Live figures of one group at one site, for expected-wait estimates and reports."""
+
+    staffed: int
+    ready: int
+    waiting: int
+
+
+class Router:
+    """The routing engine for one network configuration."""
+
+    def __init__(self, network: Network, settings: RouterSettings | None = None) -> None:
+        self.network = network
+        self.settings = settings or RouterSettings()
+        self._agents: dict[str, _Agent] = {}
+        self._agent_by_seq: list[_Agent] = []
+        for profile in network.agents.values():
+            agent = _Agent(profile=profile, seq=len(self._agent_by_seq))
+            self._agents[profile.id] = agent
+            self._agent_by_seq.append(agent)
+        self._groups: dict[GroupSpec, AgentGroup] = {}
+        self._groups_by_number: list[AgentGroup] = []
+        self._waiting: dict[str, _Waiting] = {}
+        self._waiting_by_seq: dict[int, _Waiting] = {}
+        self._delivered: dict[str, tuple[str, Queue]] = {}
+        # Queue records of reserved (ringing) contacts, so a rejected delivery is re-queued.
+        self._requeued: dict[str, _Waiting] = {}
+        self._timers: list[tuple[float, int, _Timer, int, int]] = []
+        self._seq = 0
+        self._cost_order: dict[tuple[str, str, str | None], tuple[tuple[float, str], ...]] = {}
+
+    # ----------------------------------------------------------------- agent events
+
+    def login(self, agent_id: str, now: float, *, ready: bool = False) -> list[Assignment]:
+        agent = self._agent(agent_id)
+        if agent.presence is not _Presence.LOGGED_OUT:
+            raise RoutingError(f"agent {agent_id!r} is already logged in")
+        agent.presence = _Presence.READY if ready else _Presence.NOT_READY
+        agent.reason = None if ready else "login"
+        agent.changed_at = agent.idle_since = now
+        for group in agent.groups:
+            _bump(group.staffed_by_site, agent.profile.site_id, +1)
+        return self._changed(agent, now)
+
+    def logout(self, agent_id: str, now: float) -> None:
+        agent = self._agent(agent_id)
+        if agent.presence is _Presence.LOGGED_OUT:
+            raise RoutingError(f"agent {agent_id!r} is not logged in")
+        if agent.reserved or agent.active:
+            raise RoutingError(
+                f"agent {agent_id!r} has contacts in progress; set not ready and log out after"
+            )
+        agent.presence = _Presence.LOGGED_OUT
+        agent.wrap_up_token = None
+        agent.changed_at = now
+        for group in agent.groups:
+            _bump(group.staffed_by_site, agent.profile.site_id, -1)
+        self._changed(agent, now)
+
+    def set_ready(self, agent_id: str, now: float) -> list[Assignment]:
+        agent = self._logged_in(agent_id)
+        if agent.presence is not _Presence.READY:
+            agent.presence, agent.reason = _Presence.READY, None
+            agent.changed_at = now
+            if not agent.reserved and not agent.active and agent.wrap_up_token is None:
+                agent.idle_since = now
+        return self._changed(agent, now)
+
+    def set_not_ready(self, agent_id: str, now: float, reason: str = "break") -> None:
+        """Takes effect for new contacts at once; contacts in progress finish normally."""
+        agent = self._logged_in(agent_id)
+        agent.presence, agent.reason = _Presence.NOT_READY, reason
+        agent.changed_at = now
+        self._changed(agent, now)
+
+    def end_wrap_up(self, agent_id: str, now: float) -> list[Assignment]:
+        """The agent ends after-contact work before its configured time (or it had none)."""
+        agent = self._logged_in(agent_id)
+        if agent.wrap_up_token is None:
+            raise RoutingError(f"agent {agent_id!r} is not in after-contact work")
+        return self._end_wrap_up(agent, now)
+
+    # ----------------------------------------------------------------- contact events
+
+    def offer(self, contact: Contact, now: float) -> Assignment | None:
+        """A new contact: an agent now (reserved), or ``None`` and the contact waits."""
+        if contact.id in self._waiting or contact.id in self._delivered:
+            raise RoutingError(f"contact {contact.id!r} is already being routed")
+        queue = self.network.queues.get(contact.queue_id)
+        if queue is None:
+            raise RoutingError(f"unknown queue {contact.queue_id!r}")
+        if contact.channel is not queue.channel:
+            raise RoutingError(
+                f"contact {contact.id!r} is {contact.channel} but queue {queue.id!r} takes "
+                f"{queue.channel}"
+            )
+        unknown = sorted(set(contact.required_skills) - self.network.skills)
+        if unknown:
+            raise RoutingError(f"contact {contact.id!r} requires unknown skill(s) {unknown}")
+        waiting = self._new_waiting(contact, queue)
+        waiting.active = sum(1 for t in waiting.activations if t <= now - contact.arrival)
+        assignment = self._route(waiting, now)
+        if assignment is None:
+            self._enqueue(waiting, now)
+        return assignment
+
+    def answer(self, contact_id: str, now: float) -> None:
+        """The reserved agent took the contact (delivery confirmed)."""
+        agent = self._agent(self._delivery(contact_id)[0])
+        if contact_id not in agent.reserved:
+            raise RoutingError(f"contact {contact_id!r} is already answered")
+        agent.active[contact_id] = agent.reserved.pop(contact_id)
+        del self._requeued[contact_id]
+        agent.changed_at = now
+
+    def finish(self, contact_id: str, now: float, *, wrap_up: float | None = None) -> list[
+        Assignment
+    ]:
+        """The contact ended.  ``wrap_up`` overrides the queue's after-contact work time;
+        ``math.inf`` means the agent ends it (``end_wrap_up``)."""
+        agent_id, queue = self._delivery(contact_id)
+        agent = self._agent(agent_id)
+        if contact_id not in agent.active:
+            raise RoutingError(f"contact {contact_id!r} was never answered")
+        del agent.active[contact_id]
+        del self._delivered[contact_id]
+        agent.changed_at = now
+        duration = queue.wrap_up if wrap_up is None else wrap_up
+        if duration > 0 and agent.presence is not _Presence.LOGGED_OUT:
+            token = self._next_seq()
+            agent.wrap_up_token = token
+            if math.isfinite(duration):
+                self._schedule(now + duration, _Timer.WRAP_UP_END, agent.seq, token)
+            return self._changed(agent, now)
+        if not agent.reserved and not agent.active:
+            agent.idle_since = now
+        return self._changed(agent, now)
+
+    def reject(
+        self, contact_id: str, now: float, *, reason: str = "no answer"
+    ) -> Assignment | None:
+        """The reserved agent did not take the contact (no answer, or the site refused).
+
+        The contact goes back to the head of its queue (it keeps its arrival time and priority)
+        and the agent becomes not ready with ``reason``, as ACDs do on redirect-on-no-answer.
+        """
+        agent_id, _ = self._delivery(contact_id)
+        agent = self._agent(agent_id)
+        if contact_id not in agent.reserved:
+            raise RoutingError(f"contact {contact_id!r} was already answered")
+        del agent.reserved[contact_id]
+        del self._delivered[contact_id]
+        agent.presence, agent.reason, agent.changed_at = _Presence.NOT_READY, reason, now
+        self._changed(agent, now)
+        waiting = self._requeued.pop(contact_id)
+        waiting.active = sum(1 for t in waiting.activations if t <= now - waiting.contact.arrival)
+        assignment = self._route(waiting, now)
+        if assignment is None:
+            self._enqueue(waiting, now)
+        return assignment
+
+    def abandon(self, contact_id: str, now: float) -> list[Assignment]:
+        """The caller hung up, waiting or ringing."""
+        waiting = self._waiting.get(contact_id)
+        if waiting is not None:
+            self._dequeue(waiting)
+            return []
+        agent_id, _ = self._delivery(contact_id)
+        agent = self._agent(agent_id)
+        if contact_id in agent.active:
+            raise RoutingError(f"contact {contact_id!r} is answered; finish it instead")
+        del agent.reserved[contact_id]
+        del self._delivered[contact_id]
+        self._requeued.pop(contact_id, None)
+        agent.changed_at = now
+        return self._changed(agent, now)
+
+    # ----------------------------------------------------------------- time
+
+    def next_timer(self) -> float | None:
+        """When ``advance`` next has work (a target widening, a hold expiring, wrap-up ending)."""
+        return self._timers[0][0] if self._timers else None
+
+    def advance(self, now: float) -> list[Assignment]:
+        assignments: list[Assignment] = []
+        while self._timers and self._timers[0][0] <= now:
+            when, _, kind, ref, token = heapq.heappop(self._timers)
+            if kind is _Timer.WRAP_UP_END:
+                agent = self._agent_by_seq[ref]
+                if agent.wrap_up_token == token:
+                    assignments += self._end_wrap_up(agent, when)
+                continue
+            waiting = self._waiting_by_seq.get(ref)
+            if waiting is None:
+                continue
+            self._dequeue(waiting)
+            if kind is _Timer.TARGET:
+                waiting.active = max(waiting.active, token + 1)
+            else:
+                waiting.held_at, waiting.hold_until = (), math.inf
+            assignment = self._route(waiting, when)
+            if assignment is None:
+                self._enqueue(waiting, when)
+            else:
+                assignments.append(assignment)
+        return assignments
+
+    # ----------------------------------------------------------------- queries
+
+    def agent_state(self, agent_id: str) -> AgentState:
+        return self._agent(agent_id).state
+
+    def agent_reason(self, agent_id: str) -> str | None:
+        agent = self._agent(agent_id)
+        return agent.reason if agent.presence is _Presence.NOT_READY else None
+
+    def is_waiting(self, contact_id: str) -> bool:
+        return contact_id in self._waiting
+
+    def waiting_contacts(self) -> list[str]:
+        return list(self._waiting)
+
+    def delivered_to(self, contact_id: str) -> str | None:
+        delivery = self._delivered.get(contact_id)
+        return delivery[0] if delivery else None
+
+    def site_load(self, queue_id: str, site_id: str) -> SiteLoad:
+        """Agents and contacts of a queue's first target at a site."""
+        group = self._group_for(self.network.queues[queue_id], 0, {})
+        return SiteLoad(
+            staffed=group.staffed_at(site_id),
+            ready=group.ready_at(site_id),
+            waiting=group.held_at(site_id) + len(group.waiting_open),
+        )
+
+    # ----------------------------------------------------------------- decisions
+
+    def _route(self, waiting: _Waiting, now: float) -> Assignment | None:
+        groups = waiting.groups[: waiting.active]
+        if waiting.queue.cost_mode is CostMode.LEAST_COST:
+            return self._route_least_cost(waiting, groups, now)
+        for index, group in enumerate(groups):
+            key = group.best_ready()
+            if key is not None:
+                return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
+        return None
+
+    def _route_least_cost(
+        self, waiting: _Waiting, groups: tuple[AgentGroup, ...], now: float
+    ) -> Assignment | None:
+        """Cheapest site with a free qualifying agent, unless a cheaper site is expected to free
+        one within the wait budget: then the contact is held for the cheaper sites until the
+        budget is spent, and any site may take it after that."""
+        contact, queue = waiting.contact, waiting.queue
+        budget = queue.sl_threshold * self.settings.least_cost_wait_share
+        budget -= now - contact.arrival
+        may_hold = not waiting.hold_considered and budget > 0
+        held = waiting.held_at
+        visited: list[str] = []
+        for _, site_id in self._sites_by_cost(queue, contact):
+            if held and site_id not in held:
+                continue
+            visited.append(site_id)
+            for index, group in enumerate(groups):
+                if not group.spec.admits_site(site_id):
+                    continue
+                key = group.best_ready(site_id)
+                if key is not None:
+                    return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
+            if may_hold and self._ewt(groups, site_id, queue) <= budget:
+                waiting.hold_considered = True
+                waiting.held_at = tuple(visited)
+                waiting.hold_until = now + budget
+                return None
+        return None
+
+    def _ewt(self, groups: tuple[AgentGroup, ...], site_id: str, queue: Queue) -> float:
+        best = math.inf
+        for group in groups:
+            if not group.spec.admits_site(site_id):
+                continue
+            staffed = group.staffed_at(site_id)
+            share = staffed / max(group.staffed_total(), 1)
+            ahead = group.held_at(site_id) + len(group.waiting_open) * share
+            best = min(best, queue_position_ewt(ahead, staffed, queue.expected_handle_time))
+        return best
+
+    def _sites_by_cost(self, queue: Queue, contact: Contact) -> tuple[tuple[float, str], ...]:
+        cache_key = (queue.id, contact.caller_region, contact.origin_site)
+        order = self._cost_order.get(cache_key)
+        if order is None:
+            tariffs = self.network.tariffs
+            order = tuple(
+                sorted(
+                    (
+                        expected_cost(
+                            queue, site, tariffs, contact.caller_region, contact.origin_site
+                        ).total,
+                        site.id,
+                    )
+                    for site in self.network.sites.values()
+                )
+            )
+            self._cost_order[cache_key] = order
+        return order
+
+    def _assign(
+        self, waiting: _Waiting, agent: _Agent, target_index: int, now: float
+    ) -> Assignment:
+        contact, queue = waiting.contact, waiting.queue
+        site = self.network.sites[agent.profile.site_id]
+        agent.reserved[contact.id] = contact.channel
+        agent.changed_at = now
+        self._delivered[contact.id] = (agent.profile.id, queue)
+        self._requeued[contact.id] = waiting
+        self._changed(agent, now, serve=False)
+        tariffs = self.network.tariffs
+        cost = expected_cost(queue, site, tariffs, contact.caller_region, contact.origin_site)
+        return Assignment(
+            contact_id=contact.id,
+            agent_id=agent.profile.id,
+            site_id=site.id,
+            queue_id=queue.id,
+            target_index=target_index,
+            decided_at=now,
+            expected_cost=cost.total,
+            transfer=contact.origin_site is not None and contact.origin_site != site.id,
+        )
+
+    def _serve(self, agent: _Agent, now: float) -> list[Assignment]:
+        """A freed agent takes the best waiting contact it may take, as often as it can."""
+        assignments: list[Assignment] = []
+        site_id = agent.profile.site_id
+        while True:
+            best: tuple[ContactKey, int] | None = None
+            for group in agent.groups:
+                if group.number not in agent.entries:
+                    continue
+                key = group.next_contact(site_id)
+                if key is not None and (best is None or key < best[0]):
+                    waiting = self._waiting_by_seq[int(key[-1])]
+                    best = (key, waiting.groups.index(group))
+            if best is None:
+                return assignments
+            waiting = self._waiting_by_seq[int(best[0][-1])]
+            self._dequeue(waiting)
+            assignments.append(self._assign(waiting, agent, best[1], now))
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    def _new_waiting(self, contact: Contact, queue: Queue) -> _Waiting:
+        seq = self._next_seq()
+        priority = queue.priority if contact.priority is None else contact.priority
+        if queue.ageing is None:
+            key: ContactKey = (-priority, contact.arrival, seq)
+        else:
+            key = (0, contact.arrival - priority * queue.ageing, seq)
+        extra = dict(contact.required_skills)
+        groups = tuple(self._group_for(queue, i, extra) for i in range(len(queue.targets)))
+        return _Waiting(
+            contact=contact,
+            queue=queue,
+            seq=seq,
+            key=key,
+            groups=groups,
+            activations=queue.activation_times(),
+        )
+
+    def _enqueue(self, waiting: _Waiting, now: float) -> None:
+        self._waiting[waiting.contact.id] = waiting
+        self._waiting_by_seq[waiting.seq] = waiting
+        for group in waiting.groups[: waiting.active]:
+            if waiting.held_at:
+                for site_id in waiting.held_at:
+                    if group.spec.admits_site(site_id):
+                        group.hold_list(site_id).add(waiting.key)
+            else:
+                group.waiting_open.add(waiting.key)
+        if waiting.held_at:
+            self._schedule(waiting.hold_until, _Timer.RELEASE_HOLD, waiting.seq, 0)
+        if waiting.active < len(waiting.activations):
+            when = waiting.contact.arrival + waiting.activations[waiting.active]
+            self._schedule(max(when, now), _Timer.TARGET, waiting.seq, waiting.active)
+
+    def _dequeue(self, waiting: _Waiting) -> None:
+        del self._waiting[waiting.contact.id]
+        del self._waiting_by_seq[waiting.seq]
+        for group in waiting.groups[: waiting.active]:
+            if waiting.held_at:
+                for site_id in waiting.held_at:
+                    if group.spec.admits_site(site_id):
+                        group.waiting_held[site_id].discard(waiting.key)
+            else:
+                group.waiting_open.discard(waiting.key)
+
+    def _changed(self, agent: _Agent, now: float, *, serve: bool = True) -> list[Assignment]:
+        """Re-index an agent after any change; a newly free agent then takes waiting work."""
+        site_id = agent.profile.site_id
+        for number, old in agent.entries.items():
+            self._groups_by_number[number].remove_ready(site_id, old)
+        agent.entries.clear()
+        channel, load = agent.available_channel()
+        if load < 0:
+            return []
+        for group in agent.groups:
+            spec = group.spec
+            if channel is not None and spec.channel is not channel:
+                continue
+            if load >= agent.profile.capacity_for(spec.channel):
+                continue
+            if spec.strategy is AgentStrategy.MOST_SKILLED:
+                key: AgentKey = (load, -agent.scores[group.number], agent.idle_since, agent.seq)
+            else:
+                key = (load, agent.idle_since, agent.seq)
+            group.add_ready(site_id, key)
+            agent.entries[group.number] = key
+        return self._serve(agent, now) if serve else []
+
+    def _end_wrap_up(self, agent: _Agent, now: float) -> list[Assignment]:
+        agent.wrap_up_token = None
+        agent.changed_at = now
+        if not agent.reserved and not agent.active:
+            agent.idle_since = now
+        return self._changed(agent, now)
+
+    def _group_for(self, queue: Queue, index: int, extra: dict[str, int]) -> AgentGroup:
+        target = queue.targets[index]
+        expression = target.expression
+        if extra:
+            expression = all_of(expression, *(Skill(s, lvl) for s, lvl in sorted(extra.items())))
+        spec = GroupSpec(
+            channel=queue.channel,
+            expression=expression,
+            min_proficiency=target.min_proficiency,
+            sites=target.sites,
+            strategy=queue.strategy,
+        )
+        group = self._groups.get(spec)
+        if group is None:
+            group = self._build_group(spec)
+        return group
+
+    def _build_group(self, spec: GroupSpec) -> AgentGroup:
+        """A new eligibility class: one scan of all agents, then kept up incrementally."""
+        group = AgentGroup(spec=spec, number=len(self._groups))
+        self._groups[spec] = group
+        self._groups_by_number.append(group)
+        for agent in self._agent_by_seq:
+            profile = agent.profile
+            if not spec.admits_site(profile.site_id):
+                continue
+            if profile.capacity_for(spec.channel) <= 0:
+                continue
+            if not spec.expression.matches(profile.skills, spec.min_proficiency):
+                continue
+            agent.groups.append(group)
+            agent.scores[group.number] = spec.expression.score(profile.skills)
+            if agent.presence is not _Presence.LOGGED_OUT:
+                _bump(group.staffed_by_site, profile.site_id, +1)
+                self._changed(agent, agent.changed_at, serve=False)
+        return group
+
+    def _schedule(self, when: float, kind: _Timer, ref: int, token: int) -> None:
+        heapq.heappush(self._timers, (when, self._next_seq(), kind, ref, token))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _agent(self, agent_id: str) -> _Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise RoutingError(f"unknown agent {agent_id!r}")
+        return agent
+
+    def _logged_in(self, agent_id: str) -> _Agent:
+        agent = self._agent(agent_id)
+        if agent.presence is _Presence.LOGGED_OUT:
+            raise RoutingError(f"agent {agent_id!r} is not logged in")
+        return agent
+
+    def _delivery(self, contact_id: str) -> tuple[str, Queue]:
+        delivery = self._delivered.get(contact_id)
+        if delivery is None:
+            raise RoutingError(f"contact {contact_id!r} is not delivered to any agent")
+        return delivery
+
+
+def _bump(counts: dict[str, int], key: str, delta: int) -> None:
+    counts[key] = counts.get(key, 0) + delta
+

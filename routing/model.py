@@ -1,0 +1,188 @@
+"""The contact-center model shared by the routing engine, the simulator and the runtime.
+
+Configuration objects (sites, agent profiles, queues, tariffs) are frozen: they change only by
+loading a new configuration, which lets the engine precompute indices from them.  Live state
+(agent presence and load, waiting contacts) lives in the engine, keyed by these objects' ids.
+Times are seconds on whatever clock the caller uses (simulated or wall-clock); the model never
+reads a clock itself, so the same inputs always give the same decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from routing.skills import SkillExpr
+
+
+class Channel(StrEnum):
+    """Media of a contact; an agent handles contacts of one channel at a time."""
+
+    VOICE = "voice"
+    CHAT = "chat"
+    CALLBACK = "callback"
+
+
+class AgentState(StrEnum):
+    """The ACD's agent state machine, as reports and supervisors see it."""
+
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    NOT_READY = "not_ready"
+    RESERVED = "reserved"
+    ON_CONTACT = "on_contact"
+    AFTER_CONTACT_WORK = "after_contact_work"
+
+
+class AgentStrategy(StrEnum):
+    """How a queue picks among several free agents that qualify."""
+
+    LONGEST_IDLE = "longest_idle"
+    MOST_SKILLED = "most_skilled"
+
+
+class CostMode(StrEnum):
+    """Whether a queue lets cost decide between sites that can meet its service level."""
+
+    SERVICE = "service"
+    LEAST_COST = "least_cost"
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One contact center.  A site of kind ``remote`` is the pool of home agents behind the
+    media gateway: it has tariffs and a labour cost like any other site."""
+
+    id: str
+    region: str
+    timezone: str = "UTC"
+    trunk_capacity: int = 1_000
+    agent_cost_per_hour: float = 0.0
+    remote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile:
+    """Who an agent is: where they sit, what they can do and how many contacts at once."""
+
+    id: str
+    site_id: str
+    skills: Mapping[str, int]
+    capacity: Mapping[Channel, int] = field(
+        default_factory=lambda: {Channel.VOICE: 1, Channel.CALLBACK: 1}
+    )
+
+    def capacity_for(self, channel: Channel) -> int:
+        return self.capacity.get(channel, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One step of a queue's routing policy.
+
+    The contact may be given to any agent matching ``expression`` (each skill at least
+    ``min_proficiency`` unless the expression sets its own level) at ``sites`` (``None``: all
+    sites).  After ``timeout`` seconds in this step the next step also applies: targets widen,
+    they never narrow, so an agent who qualified earlier still qualifies later.
+    """
+
+    expression: SkillExpr
+    min_proficiency: int = 1
+    sites: frozenset[str] | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A queue (skill group entry point) and its routing policy, flattened at load time.
+
+    ``targets`` already include any queue this one interflows to, so the engine never follows
+    references at decision time.  ``ageing`` is the seconds of waiting worth one priority level;
+    ``None`` means strict priority.
+    """
+
+    id: str
+    channel: Channel
+    targets: tuple[Target, ...]
+    sl_threshold: float = 20.0
+    sl_target: float = 0.8
+    strategy: AgentStrategy = AgentStrategy.LONGEST_IDLE
+    cost_mode: CostMode = CostMode.SERVICE
+    priority: int = 0
+    ageing: float | None = None
+    expected_handle_time: float = 300.0
+    wrap_up: float = 0.0
+
+    def activation_times(self) -> tuple[float, ...]:
+        """Wait (s) at which each target becomes active: cumulative time-outs."""
+        times: list[float] = []
+        elapsed = 0.0
+        for target in self.targets:
+            times.append(elapsed)
+            elapsed = math.inf if target.timeout is None else elapsed + target.timeout
+        return tuple(times)
+
+
+@dataclass(frozen=True, slots=True)
+class Tariffs:
+    """Telephony and labour prices that least-cost routing weighs.
+
+    ``per_minute[(caller_region, site_id)]`` is the trunk price of a minute of a caller from that
+    region on that site's trunks; ``transfer_per_minute`` and ``transfer_fee`` price moving a call
+    that already landed at one site to another (trunk minutes plus a per-transfer fee).
+    """
+
+    per_minute: Mapping[tuple[str, str], float]
+    default_per_minute: float = 0.0
+    transfer_per_minute: float = 0.0
+    transfer_fee: float = 0.0
+
+    def trunk(self, caller_region: str, site_id: str) -> float:
+        return self.per_minute.get((caller_region, site_id), self.default_per_minute)
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A contact asking for an agent.
+
+    ``origin_site`` is where the contact has landed; ``None`` means it is still in the carrier
+    network (pre-routing), so whichever site takes it costs no transfer.  ``required_skills``
+    narrow the queue's targets for this contact (language, customer tier, ...).
+    """
+
+    id: str
+    queue_id: str
+    arrival: float
+    channel: Channel = Channel.VOICE
+    caller_region: str = ""
+    origin_site: str | None = None
+    priority: int | None = None
+    required_skills: Mapping[str, int] = field(default_factory=dict)
+    patience: float = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """The whole virtual contact center's configuration, validated and flattened."""
+
+    sites: Mapping[str, Site]
+    skills: frozenset[str]
+    agents: Mapping[str, AgentProfile]
+    queues: Mapping[str, Queue]
+    tariffs: Tariffs
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The engine's decision: this contact goes to this agent at this site (agent reserved)."""
+
+    contact_id: str
+    agent_id: str
+    site_id: str
+    queue_id: str
+    target_index: int
+    decided_at: float
+    expected_cost: float
+    transfer: bool

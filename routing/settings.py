@@ -1,0 +1,21 @@
+"""Tunables of the routing engine, passed in by whoever builds a router (no environment reads)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RouterSettings(BaseModel):
+    """How far least-cost routing may bend wait times, and similar knobs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    least_cost_wait_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of a queue's service-level threshold a contact may spend waiting for a cheaper "
+            "site's agent while a dearer site's agent is free; beyond it any site takes it."
+        ),
+    )
