@@ -164,6 +164,10 @@ def compile_network(config: NetworkConfig) -> Network:
             )
         compiled: list[Target] = []
         for j, target in enumerate(queue.targets):
+            if target.timeout is None and j + 1 < len(queue.targets):
+                problems.append(
+                    f"{where}.targets[{j}]: has no timeout, so targets[{j + 1}] can never apply"
+                )
             try:
                 expression = parse_skill_expr(target.skills, skills)
             except SkillExprError as error:

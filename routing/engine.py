@@ -269,6 +269,9 @@ class Router:
         self._changed(agent, now)
         waiting = self._requeued.pop(contact_id)
         waiting.active = sum(1 for t in waiting.activations if t <= now - waiting.contact.arrival)
+        if waiting.hold_until <= now:
+            # A least-cost hold that ran out while the contact rang: any site may take it now.
+            waiting.held_at, waiting.hold_until = (), math.inf
         assignment = self._route(waiting, now)
         if assignment is None:
             self._enqueue(waiting, now)
@@ -294,12 +297,17 @@ class Router:
 
     def next_timer(self) -> float | None:
         """When ``advance`` next has work (a target widening, a hold expiring, wrap-up ending)."""
+        while self._timers and not self._live(self._timers[0]):
+            heapq.heappop(self._timers)
         return self._timers[0][0] if self._timers else None
 
     def advance(self, now: float) -> list[Assignment]:
         assignments: list[Assignment] = []
         while self._timers and self._timers[0][0] <= now:
-            when, _, kind, ref, token = heapq.heappop(self._timers)
+            entry = heapq.heappop(self._timers)
+            if not self._live(entry):
+                continue
+            when, _, kind, ref, token = entry
             if kind is _Timer.WRAP_UP_END:
                 agent = self._agent_by_seq[ref]
                 if agent.wrap_up_token == token:
@@ -452,9 +460,13 @@ class Router:
                 if group.number not in agent.entries:
                     continue
                 key = group.next_contact(site_id)
-                if key is not None and (best is None or key < best[0]):
-                    waiting = self._waiting_by_seq[int(key[-1])]
-                    best = (key, waiting.groups.index(group))
+                if key is None:
+                    continue
+                # The same contact may head several of the agent's groups (targets widen):
+                # report the earliest of its targets the agent meets.
+                index = self._waiting_by_seq[int(key[-1])].groups.index(group)
+                if best is None or (key, index) < best:
+                    best = (key, index)
             if best is None:
                 return assignments
             waiting = self._waiting_by_seq[int(best[0][-1])]
@@ -574,6 +586,20 @@ class Router:
                 _bump(group.staffed_by_site, profile.site_id, +1)
                 self._changed(agent, agent.changed_at, serve=False)
         return group
+
+    def _live(self, entry: tuple[float, int, _Timer, int, int]) -> bool:
+        """Whether a timer still has work: not for a wrap-up that ended, a contact that left the
+        queue, a target already reached or a hold already released (re-queueing a contact
+        schedules its timers again, so earlier copies go stale)."""
+        _, _, kind, ref, token = entry
+        if kind is _Timer.WRAP_UP_END:
+            return self._agent_by_seq[ref].wrap_up_token == token
+        waiting = self._waiting_by_seq.get(ref)
+        if waiting is None:
+            return False
+        if kind is _Timer.TARGET:
+            return waiting.active <= token
+        return bool(waiting.held_at)
 
     def _schedule(self, when: float, kind: _Timer, ref: int, token: int) -> None:
         heapq.heappush(self._timers, (when, self._next_seq(), kind, ref, token))
