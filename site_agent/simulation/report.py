@@ -1,0 +1,214 @@
+"""Simulation results for people (rich tables) and for programs (JSON).
+
+JSON document (``vcc.simulation.v1``), stable: keys are only ever added, never renamed::
+
+    {"schema": "vcc.simulation.v1", "scenario": str, "seed": int,
+     "window": {"start": s, "measured_from": s, "end": s, "interval_seconds": s},
+     "runs": [{"policy": {"key": str, "title": str},
+               "network": SCOPE, "sites": {site_id: SCOPE}}]}
+    SCOPE    = {"total": MEASURES, "queues": {queue_id: MEASURES},
+                "intervals": [{"start": s, **MEASURES}]}
+    MEASURES = {"offered", "answered", "abandoned", "waiting_at_end",
+                "answered_within_threshold", "transferred": int,
+                "service_level", "abandon_rate", "occupancy": fraction | null,
+                "asa_seconds", "aht_seconds": float | null,
+                "cost": {"trunk", "transfer", "labour", "total": float,
+                         "per_contact": float | null, "staffed": float}}
+
+Times are seconds on the simulation clock (0 = midnight of the first day).  Queue entries have no
+agent time (agents serve several queues), so their ``occupancy`` is null and ``staffed`` 0.  The
+definitions of every measure are in :mod:`site_agent.simulation.statistics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from site_agent.simulation.experiment import SimulationResult
+from site_agent.simulation.statistics import Measures, ScopeStatistics
+
+SCHEMA = "vcc.simulation.v1"
+DECIMALS = 6
+NETWORK = "network"
+
+
+def runs_json(results: Sequence[SimulationResult]) -> dict[str, Any]:
+    """One document for one or several policies run on the same workload."""
+    first = results[0]
+    stats, config = first.statistics, first.scenario.simulation
+    return {
+        "schema": SCHEMA,
+        "scenario": first.scenario.name,
+        "seed": first.seed,
+        "window": {
+            "start": config.start,
+            "measured_from": stats.measured_from,
+            "end": stats.end,
+            "interval_seconds": config.interval,
+        },
+        "runs": [
+            {
+                "policy": {"key": r.policy.key, "title": r.policy.title},
+                "network": _scope_json(r.statistics.network, r.statistics.interval_starts),
+                "sites": {
+                    site: _scope_json(scope, r.statistics.interval_starts)
+                    for site, scope in r.statistics.sites.items()
+                },
+            }
+            for r in results
+        ],
+    }
+
+
+def _scope_json(scope: ScopeStatistics, starts: Sequence[float]) -> dict[str, Any]:
+    return {
+        "total": measures_json(scope.total),
+        "queues": {queue: measures_json(m) for queue, m in scope.queues.items()},
+        "intervals": [
+            {"start": start, **measures_json(m)}
+            for start, m in zip(starts, scope.intervals, strict=True)
+        ],
+    }
+
+
+def measures_json(m: Measures) -> dict[str, Any]:
+    return {
+        "offered": m.offered,
+        "answered": m.answered,
+        "abandoned": m.abandoned,
+        "waiting_at_end": m.waiting_at_end,
+        "answered_within_threshold": m.answered_within,
+        "transferred": m.transferred,
+        "service_level": _round(m.service_level),
+        "abandon_rate": _round(m.abandon_rate),
+        "asa_seconds": _round(m.asa),
+        "aht_seconds": _round(m.aht),
+        "occupancy": _round(m.occupancy),
+        "cost": {
+            "trunk": _round(m.trunk_cost),
+            "transfer": _round(m.transfer_cost),
+            "labour": _round(m.labour_cost),
+            "total": _round(m.contact_cost),
+            "per_contact": _round(m.cost_per_contact),
+            "staffed": _round(m.staffed_cost),
+        },
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, DECIMALS)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.2f}"
+
+
+def _scopes(result: SimulationResult) -> list[tuple[str, ScopeStatistics]]:
+    stats = result.statistics
+    return [*stats.sites.items(), (NETWORK, stats.network)]
+
+
+def _title(result: SimulationResult, what: str) -> str:
+    hours = result.scenario.simulation.hours
+    return f"{result.scenario.name}: {what} (seed {result.seed}, {hours:g} h)"
+
+
+def _table(title: str, first: str = "Site / queue") -> Table:
+    """Compact enough for an 80-column pipe: rules between rows only, first column whole."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(first, no_wrap=True)
+    return table
+
+
+def service_table(result: SimulationResult) -> Table:
+    """Per site and queue: traffic and service measures of one policy."""
+    table = _table(_title(result, result.policy.title))
+    for header in ("Offered", "Ans.", "Aband.", "SL", "ASA s", "AHT s", "Occ.", "Xfer"):
+        table.add_column(header, justify="right")
+    for name, scope in _scopes(result):
+        rows = [(name, scope.total, "bold"), *((f"  {q}", m, "") for q, m in scope.queues.items())]
+        for label, m, style in rows:
+            table.add_row(
+                label,
+                str(m.offered),
+                str(m.answered),
+                str(m.abandoned),
+                _percent(m.service_level),
+                _seconds(m.asa),
+                _seconds(m.aht),
+                _percent(m.occupancy),
+                str(m.transferred),
+                style=style,
+            )
+        table.add_section()
+    return table
+
+
+def cost_table(result: SimulationResult) -> Table:
+    """Per site and queue: what the contacts cost, and the paid staffed hours beside it."""
+    table = _table(_title(result, f"{result.policy.title}, costs"))
+    for header in ("Trunk", "Transfer", "Labour", "Total", "Per contact", "Paid labour"):
+        table.add_column(header, justify="right")
+    for name, scope in _scopes(result):
+        rows = [(name, scope.total, "bold"), *((f"  {q}", m, "") for q, m in scope.queues.items())]
+        for label, m, style in rows:
+            table.add_row(
+                label,
+                _money(m.trunk_cost),
+                _money(m.transfer_cost),
+                _money(m.labour_cost),
+                _money(m.contact_cost),
+                _money(m.cost_per_contact),
+                _money(m.staffed_cost) if m.staffed_seconds else "—",
+                style=style,
+            )
+        table.add_section()
+    return table
+
+
+_COMPARED: tuple[tuple[str, Callable[[Measures], str]], ...] = (
+    ("Offered", lambda m: str(m.offered)),
+    ("Service level", lambda m: _percent(m.service_level)),
+    ("ASA s", lambda m: _seconds(m.asa)),
+    ("Abandoned", lambda m: _percent(m.abandon_rate)),
+    ("Occupancy", lambda m: _percent(m.occupancy)),
+    ("Transfers", lambda m: str(m.transferred)),
+    ("Cost/contact", lambda m: _money(m.cost_per_contact)),
+    ("Contact cost", lambda m: _money(m.contact_cost)),
+    ("Paid labour", lambda m: _money(m.staffed_cost)),
+)
+
+
+def comparison_table(results: Sequence[SimulationResult]) -> Table:
+    """The policies side by side, per site and for the network."""
+    table = _table(_title(results[0], "policies compared"), first="Scope")
+    table.add_column("Measure", no_wrap=True)
+    for result in results:
+        table.add_column(result.policy.title, justify="right")
+    scopes = [[scope.total for _, scope in _scopes(r)] for r in results]
+    names = [name for name, _ in _scopes(results[0])]
+    for index, name in enumerate(names):
+        for row, (measure, show) in enumerate(_COMPARED):
+            table.add_row(
+                name if row == 0 else "",
+                measure,
+                *(show(per_result[index]) for per_result in scopes),
+                style="bold" if name == NETWORK else "",
+            )
+        table.add_section()
+    return table

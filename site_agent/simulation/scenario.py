@@ -1,0 +1,322 @@
+"""What a simulation run is about: a network, who staffs it when, what traffic it gets.
+
+The network part (skills, sites, queues, tariffs) is the routing configuration itself
+(:mod:`routing.config`), so a scenario's queues are checked exactly like production ones.  Agents
+are written as staffing groups ("40 billing agents on the early shift with two breaks") because
+that is how planners think, and expanded into the engine's per-agent configuration here.  Every
+cross-reference is checked when the model is built, so a :class:`Scenario` that exists can run.
+
+Times of day are hours on one simulation clock: 0 is midnight at the start of the first simulated
+day, so a night shift is ``start: 22, end: 30``.  Sites in other time zones give their traffic
+profile and shifts on that clock.  A shift happens once; runs longer than a day (steady-state
+checks against queueing theory) staff groups without a shift, who work the whole run.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from routing.config import (
+    AgentConfig,
+    ConfigError,
+    NetworkConfig,
+    QueueConfig,
+    SiteConfig,
+    TariffConfig,
+    compile_network,
+)
+from routing.model import Channel, Network
+from site_agent.simulation.distributions import HandleTime
+
+SECONDS_PER_MINUTE = 60.0
+MINUTES_PER_HOUR = 60
+SECONDS_PER_HOUR = SECONDS_PER_MINUTE * MINUTES_PER_HOUR
+HOURS_PER_DAY = 24
+MIN_LEVEL, MAX_LEVEL = 1, 10
+# Shifts may run into the next morning (night shifts) but not beyond the second simulated day.
+LAST_SHIFT_HOUR = 2 * HOURS_PER_DAY
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be loaded or run; the message is one line naming the bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_levels(skills: dict[str, int]) -> dict[str, int]:
+    for skill, level in skills.items():
+        if not MIN_LEVEL <= level <= MAX_LEVEL:
+            raise ValueError(
+                f"proficiency of {skill!r} is {level}, expected {MIN_LEVEL}-{MAX_LEVEL}"
+            )
+    return skills
+
+
+class ShiftConfig(_Strict):
+    """Hours on the simulation clock between which the group is logged in."""
+
+    start: float = Field(ge=0, lt=LAST_SHIFT_HOUR)
+    end: float = Field(gt=0, le=LAST_SHIFT_HOUR)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShiftConfig:
+        if self.end <= self.start:
+            raise ValueError(f"shift ends at {self.end} h, not after its start {self.start} h")
+        return self
+
+
+class BreaksConfig(_Strict):
+    """Breaks are spread evenly over the shift, each moved by a random jitter drawn from the
+    run's seed, so agents of one group do not all leave the phones at the same minute."""
+
+    count: int = Field(ge=1)
+    minutes: float = Field(gt=0)
+    jitter_minutes: float = Field(default=10.0, ge=0)
+
+
+class StaffingGroup(_Strict):
+    """``count`` identical agents at one site."""
+
+    site: str
+    name: str = Field(default="agents", pattern=r"^[A-Za-z0-9_-]+$")
+    count: int = Field(ge=0)
+    skills: dict[str, int] = Field(min_length=1)
+    capacity: dict[Channel, int] = Field(
+        default_factory=lambda: {Channel.VOICE: 1, Channel.CALLBACK: 1}
+    )
+    shift: ShiftConfig | None = Field(default=None, description="Omitted: the whole run.")
+    breaks: BreaksConfig | None = None
+
+    _levels = field_validator("skills")(_check_levels)
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, value: dict[Channel, int]) -> dict[Channel, int]:
+        for channel, count in value.items():
+            if count < 0:
+                raise ValueError(f"negative capacity {count} for {channel}")
+        return value
+
+    @property
+    def label(self) -> str:
+        return f"{self.site}/{self.name}"
+
+    def agent_ids(self) -> list[str]:
+        return [f"{self.site}.{self.name}.{n:03d}" for n in range(1, self.count + 1)]
+
+
+class TrafficStream(_Strict):
+    """Contacts landing at one site for one queue: a Poisson process whose hourly rate is
+    ``calls_per_hour`` times the profile's multiplier for the hour of day."""
+
+    name: str | None = Field(default=None, description="Needed when a site/queue has two streams.")
+    site: str
+    queue: str
+    calls_per_hour: float = Field(ge=0)
+    profile: list[float] = Field(
+        default_factory=lambda: [1.0],
+        min_length=1,
+        max_length=HOURS_PER_DAY,
+        description="Multiplier per hour of day; a shorter list repeats (its length divides 24).",
+    )
+    caller_region: str | None = Field(default=None, description="Omitted: the site's region.")
+    handle_time: HandleTime
+    mean_patience: float | None = Field(
+        default=None, gt=0, description="Seconds, exponential; omitted: callers never hang up."
+    )
+    required_skills: dict[str, int] = Field(default_factory=dict)
+
+    _levels = field_validator("required_skills")(_check_levels)
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: list[float]) -> list[float]:
+        if HOURS_PER_DAY % len(value):
+            raise ValueError(f"has {len(value)} entries; the length must divide 24")
+        if any(m < 0 or not math.isfinite(m) for m in value):
+            raise ValueError("multipliers must be finite and >= 0")
+        return value
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the stream: it seeds the stream's random numbers."""
+        return self.name or f"{self.site}/{self.queue}"
+
+    def rate_at(self, clock: float) -> float:
+        """Arrivals per second at ``clock`` seconds."""
+        hour = int(clock // SECONDS_PER_HOUR)
+        return self.calls_per_hour * self.profile[hour % len(self.profile)] / SECONDS_PER_HOUR
+
+    def peak_rate(self) -> float:
+        return self.calls_per_hour * max(self.profile) / SECONDS_PER_HOUR
+
+
+class SimulationConfig(_Strict):
+    hours: float = Field(default=8.0, gt=0)
+    start_hour: float = Field(default=0.0, ge=0, lt=HOURS_PER_DAY)
+    warmup_minutes: float = Field(
+        default=15.0, ge=0, description="Excluded from statistics: the run starts empty."
+    )
+    interval_minutes: float = Field(default=15.0, gt=0)
+    ring_seconds: float = Field(default=0.0, ge=0, description="Reservation to answer.")
+    seed: int | None = Field(default=None, description="Omitted: the caller's default seed.")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> SimulationConfig:
+        if self.warmup_minutes >= self.hours * MINUTES_PER_HOUR:
+            raise ValueError(
+                f"warmup_minutes ({self.warmup_minutes}) leaves nothing of a "
+                f"{self.hours} h run to measure"
+            )
+        return self
+
+    @property
+    def start(self) -> float:
+        """Clock second the run starts."""
+        return self.start_hour * SECONDS_PER_HOUR
+
+    @property
+    def end(self) -> float:
+        return self.start + self.hours * SECONDS_PER_HOUR
+
+    @property
+    def measured_from(self) -> float:
+        return self.start + self.warmup_minutes * SECONDS_PER_MINUTE
+
+    @property
+    def interval(self) -> float:
+        return self.interval_minutes * SECONDS_PER_MINUTE
+
+
+class Scenario(_Strict):
+    name: str = ""
+    description: str = ""
+    skills: list[str] = Field(min_length=1)
+    sites: list[SiteConfig] = Field(min_length=1)
+    queues: list[QueueConfig] = Field(min_length=1)
+    tariffs: TariffConfig = Field(default_factory=TariffConfig)
+    staffing: list[StaffingGroup] = Field(min_length=1)
+    traffic: list[TrafficStream] = Field(min_length=1)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        problems = self._reference_problems()
+        if not problems:
+            try:
+                self.network()
+            except ConfigError as error:
+                problems = [line.strip() for line in str(error).splitlines()[1:]]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _reference_problems(self) -> list[str]:
+        sites = {s.id for s in self.sites}
+        queues = {q.id for q in self.queues}
+        skills = set(self.skills)
+        problems: list[str] = []
+        groups: set[str] = set()
+        for i, group in enumerate(self.staffing):
+            where = f"staffing[{i}] ({group.label})"
+            if group.label in groups:
+                problems.append(f"{where}: duplicate group name at site {group.site!r}")
+            groups.add(group.label)
+            if group.site not in sites:
+                problems.append(f"{where}.site: unknown site {group.site!r}")
+            problems += [
+                f"{where}.skills: unknown skill {s!r}" for s in group.skills if s not in skills
+            ]
+            shift = group.shift
+            shift_hours = shift.end - shift.start if shift else self.simulation.hours
+            if (
+                group.breaks
+                and group.breaks.count * group.breaks.minutes >= shift_hours * MINUTES_PER_HOUR
+            ):
+                problems.append(f"{where}.breaks: breaks take the whole shift")
+        streams: set[str] = set()
+        for i, stream in enumerate(self.traffic):
+            where = f"traffic[{i}] ({stream.key})"
+            if stream.key in streams:
+                problems.append(f"{where}: two streams for one site and queue need distinct names")
+            streams.add(stream.key)
+            if stream.site not in sites:
+                problems.append(f"{where}.site: unknown site {stream.site!r}")
+            if stream.queue not in queues:
+                problems.append(f"{where}.queue: unknown queue {stream.queue!r}")
+            problems += [
+                f"{where}.required_skills: unknown skill {s!r}"
+                for s in stream.required_skills
+                if s not in skills
+            ]
+        return problems
+
+    def agent_configs(self) -> list[AgentConfig]:
+        return [
+            AgentConfig(
+                id=agent_id,
+                site=group.site,
+                skills=dict(group.skills),
+                capacity=dict(group.capacity),
+            )
+            for group in self.staffing
+            for agent_id in group.agent_ids()
+        ]
+
+    def network(self) -> Network:
+        """The engine's network: the routing configuration with the staffing expanded."""
+        return compile_network(
+            NetworkConfig(
+                skills=self.skills,
+                sites=self.sites,
+                queues=self.queues,
+                tariffs=self.tariffs,
+                agents=self.agent_configs(),
+            )
+        )
+
+    def caller_region(self, stream: TrafficStream) -> str:
+        if stream.caller_region is not None:
+            return stream.caller_region
+        return next(s.region for s in self.sites if s.id == stream.site)
+
+    def with_hours(self, hours: float) -> Scenario:
+        """The same scenario run for ``hours`` (validated again: the warm-up must still fit)."""
+        data = self.model_dump()
+        data["simulation"]["hours"] = hours
+        return parse_scenario(data, self.name or "scenario")
+
+
+def parse_scenario(data: object, source: str) -> Scenario:
+    """Validate a scenario document; ``source`` (a file or scenario name) prefixes the error."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        raise ScenarioError(f"{source}: {describe_errors(error)}") from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """All problems on one line, each led by the path of its field (``traffic[2].queue``)."""
+    problems = []
+    for item in error.errors():
+        path = "".join(_path_part(part) for part in item["loc"]).lstrip(".")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {message}" if path else message)
+    return "; ".join(problems)
+
+
+def _path_part(part: int | str) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    return f" {part}" if part.startswith("[") else f".{part}"
