@@ -154,7 +154,7 @@ class Router:
         agent.reason = None if ready else "login"
         agent.changed_at = agent.idle_since = now
         for group in agent.groups:
-            _bump(group.staffed_by_site, agent.profile.site_id, +1)
+            group.add_staffed(agent.profile.site_id, +1)
         return self._changed(agent, now)
 
     def logout(self, agent_id: str, now: float) -> None:
@@ -169,7 +169,7 @@ class Router:
         agent.wrap_up_token = None
         agent.changed_at = now
         for group in agent.groups:
-            _bump(group.staffed_by_site, agent.profile.site_id, -1)
+            group.add_staffed(agent.profile.site_id, -1)
         self._changed(agent, now)
 
     def set_ready(self, agent_id: str, now: float) -> list[Assignment]:
@@ -403,7 +403,7 @@ class Router:
             if not group.spec.admits_site(site_id):
                 continue
             staffed = group.staffed_at(site_id)
-            share = staffed / max(group.staffed_total(), 1)
+            share = staffed / max(group.staffed_total, 1)
             ahead = group.held_at(site_id) + len(group.waiting_open) * share
             best = min(best, queue_position_ewt(ahead, staffed, queue.expected_handle_time))
         return best
@@ -583,7 +583,7 @@ class Router:
             agent.groups.append(group)
             agent.scores[group.number] = spec.expression.score(profile.skills)
             if agent.presence is not _Presence.LOGGED_OUT:
-                _bump(group.staffed_by_site, profile.site_id, +1)
+                group.add_staffed(profile.site_id, +1)
                 self._changed(agent, agent.changed_at, serve=False)
         return group
 
@@ -625,8 +625,3 @@ class Router:
         if delivery is None:
             raise RoutingError(f"contact {contact_id!r} is not delivered to any agent")
         return delivery
-
-
-def _bump(counts: dict[str, int], key: str, delta: int) -> None:
-    counts[key] = counts.get(key, 0) + delta
-

@@ -46,12 +46,16 @@ class AgentGroup:
     ready: SortedList = field(default_factory=SortedList)
     ready_by_site: dict[str, SortedList] = field(default_factory=dict)
     staffed_by_site: dict[str, int] = field(default_factory=dict)
+    staffed_total: int = 0
     waiting_open: SortedList = field(default_factory=SortedList)
     waiting_held: dict[str, SortedList] = field(default_factory=dict)
 
     def add_ready(self, site_id: str, key: AgentKey) -> None:
         self.ready.add(key)
-        self.ready_by_site.setdefault(site_id, SortedList()).add(key)
+        pool = self.ready_by_site.get(site_id)
+        if pool is None:
+            pool = self.ready_by_site[site_id] = SortedList()
+        pool.add(key)
 
     def remove_ready(self, site_id: str, key: AgentKey) -> None:
         self.ready.remove(key)
@@ -69,15 +73,20 @@ class AgentGroup:
     def staffed_at(self, site_id: str) -> int:
         return self.staffed_by_site.get(site_id, 0)
 
-    def staffed_total(self) -> int:
-        return sum(self.staffed_by_site.values())
+    def add_staffed(self, site_id: str, delta: int) -> None:
+        """Kept as running counts: expected-wait estimates read them on every decision."""
+        self.staffed_by_site[site_id] = self.staffed_by_site.get(site_id, 0) + delta
+        self.staffed_total += delta
 
     def held_at(self, site_id: str) -> int:
         pool = self.waiting_held.get(site_id)
         return len(pool) if pool else 0
 
     def hold_list(self, site_id: str) -> SortedList:
-        return self.waiting_held.setdefault(site_id, SortedList())
+        pool = self.waiting_held.get(site_id)
+        if pool is None:
+            pool = self.waiting_held[site_id] = SortedList()
+        return pool
 
     def next_contact(self, site_id: str) -> ContactKey | None:
         """The waiting contact an agent at ``site_id`` should take next from this group."""
