@@ -88,6 +88,21 @@ class TariffConfig(_Strict):
         return value
 
 
+def check_skill_levels(skills: dict[str, int]) -> dict[str, int]:
+    """Shared by every document that gives an agent or a contact skill levels."""
+    for skill, level in skills.items():
+        if not 1 <= level <= 10:
+            raise ValueError(f"proficiency of {skill!r} is {level}, expected 1-10")
+    return skills
+
+
+def check_capacity(capacity: dict[Channel, int]) -> dict[Channel, int]:
+    for channel, count in capacity.items():
+        if count < 0:
+            raise ValueError(f"negative capacity {count} for {channel}")
+    return capacity
+
+
 class AgentConfig(_Strict):
     id: str = Field(min_length=1)
     site: str
@@ -96,21 +111,8 @@ class AgentConfig(_Strict):
         default_factory=lambda: {Channel.VOICE: 1, Channel.CALLBACK: 1}
     )
 
-    @field_validator("skills")
-    @classmethod
-    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
-        for skill, level in value.items():
-            if not 1 <= level <= 10:
-                raise ValueError(f"proficiency of {skill!r} is {level}, expected 1-10")
-        return value
-
-    @field_validator("capacity")
-    @classmethod
-    def _capacity(cls, value: dict[Channel, int]) -> dict[Channel, int]:
-        for channel, count in value.items():
-            if count < 0:
-                raise ValueError(f"negative capacity {count} for {channel}")
-        return value
+    _levels = field_validator("skills")(check_skill_levels)
+    _capacity = field_validator("capacity")(check_capacity)
 
 
 class NetworkConfig(_Strict):

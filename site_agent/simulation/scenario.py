@@ -32,6 +32,8 @@ from routing.config import (
     QueueConfig,
     SiteConfig,
     TariffConfig,
+    check_capacity,
+    check_skill_levels,
     compile_network,
 )
 from routing.model import Channel, Network
@@ -41,7 +43,6 @@ SECONDS_PER_MINUTE = 60.0
 MINUTES_PER_HOUR = 60
 SECONDS_PER_HOUR = SECONDS_PER_MINUTE * MINUTES_PER_HOUR
 HOURS_PER_DAY = 24
-MIN_LEVEL, MAX_LEVEL = 1, 10
 # Shifts may run into the next morning (night shifts) but not beyond the second simulated day.
 LAST_SHIFT_HOUR = 2 * HOURS_PER_DAY
 
@@ -52,15 +53,6 @@ class ScenarioError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_levels(skills: dict[str, int]) -> dict[str, int]:
-    for skill, level in skills.items():
-        if not MIN_LEVEL <= level <= MAX_LEVEL:
-            raise ValueError(
-                f"proficiency of {skill!r} is {level}, expected {MIN_LEVEL}-{MAX_LEVEL}"
-            )
-    return skills
 
 
 class ShiftConfig(_Strict):
@@ -98,15 +90,9 @@ class StaffingGroup(_Strict):
     shift: ShiftConfig | None = Field(default=None, description="Omitted: the whole run.")
     breaks: BreaksConfig | None = None
 
-    _levels = field_validator("skills")(_check_levels)
+    _levels = field_validator("skills")(check_skill_levels)
 
-    @field_validator("capacity")
-    @classmethod
-    def _capacity(cls, value: dict[Channel, int]) -> dict[Channel, int]:
-        for channel, count in value.items():
-            if count < 0:
-                raise ValueError(f"negative capacity {count} for {channel}")
-        return value
+    _capacity = field_validator("capacity")(check_capacity)
 
     @property
     def label(self) -> str:
@@ -137,7 +123,7 @@ class TrafficStream(_Strict):
     )
     required_skills: dict[str, int] = Field(default_factory=dict)
 
-    _levels = field_validator("required_skills")(_check_levels)
+    _levels = field_validator("required_skills")(check_skill_levels)
 
     @field_validator("profile")
     @classmethod
