@@ -390,19 +390,26 @@ class Router:
                 key = group.best_ready(site_id)
                 if key is not None:
                     return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
-            if may_hold and self._ewt(groups, site_id, queue) <= budget:
+            if may_hold and self._ewt(groups, site_id, queue, budget) <= budget:
                 waiting.hold_considered = True
                 waiting.held_at = tuple(visited)
                 waiting.hold_until = now + budget
                 return None
         return None
 
-    def _ewt(self, groups: tuple[AgentGroup, ...], site_id: str, queue: Queue) -> float:
+    def _ewt(
+        self, groups: tuple[AgentGroup, ...], site_id: str, queue: Queue, budget: float
+    ) -> float:
+        """Best expected wait at a site over the active groups; a group whose lower bound
+        (one handle time shared by its staffed agents) already exceeds ``budget`` is skipped,
+        since only the comparison with the budget matters."""
         best = math.inf
         for group in groups:
             if not group.spec.admits_site(site_id):
                 continue
             staffed = group.staffed_at(site_id)
+            if queue.expected_handle_time > budget * staffed:
+                continue
             share = staffed / max(group.staffed_total, 1)
             ahead = group.held_at(site_id) + len(group.waiting_open) * share
             best = min(best, queue_position_ewt(ahead, staffed, queue.expected_handle_time))
