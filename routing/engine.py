@@ -333,6 +333,10 @@ class Router:
     def agent_state(self, agent_id: str) -> AgentState:
         return self._agent(agent_id).state
 
+    def agent_state_since(self, agent_id: str) -> float:
+        """When the agent's state last changed: supervisors' time-in-state."""
+        return self._agent(agent_id).changed_at
+
     def agent_reason(self, agent_id: str) -> str | None:
         agent = self._agent(agent_id)
         return agent.reason if agent.presence is _Presence.NOT_READY else None

@@ -495,6 +495,23 @@ def test_wrap_up_keeps_the_agent_from_new_work_until_the_timer_ends(
     assert (decision.contact_id, decision.agent_id, decision.decided_at) == ("c2", "a1", 15)
 
 
+def test_state_since_is_the_time_of_each_state_change(
+    wrap_network: Network, make_router: Factory, call: Factory
+) -> None:
+    router = make_router(wrap_network, "a1")
+    assert router.agent_state_since("a1") == 0
+    router.offer(call("c1", arrival=1), 1)
+    assert (router.agent_state("a1"), router.agent_state_since("a1")) == (AgentState.RESERVED, 1)
+    router.answer("c1", 2)
+    assert (router.agent_state("a1"), router.agent_state_since("a1")) == (AgentState.ON_CONTACT, 2)
+    router.finish("c1", 5)
+    assert router.agent_state_since("a1") == 5
+    router.advance(15)
+    assert (router.agent_state("a1"), router.agent_state_since("a1")) == (AgentState.READY, 15)
+    router.set_not_ready("a1", 20, "lunch")
+    assert router.agent_state_since("a1") == 20
+
+
 def test_wrap_up_is_not_cut_short_by_set_ready(
     wrap_network: Network, make_router: Factory, call: Factory
 ) -> None:
