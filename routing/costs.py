@@ -6,6 +6,7 @@ the agent's cost per hour for the expected handle time counts beside trunk and t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from routing.model import Queue, Site, Tariffs
@@ -45,4 +46,26 @@ def expected_cost(
         trunk=tariffs.trunk(caller_region, landing) * talk_minutes,
         transfer=transfer,
         labour=site.agent_cost_per_hour * labour_hours,
+    )
+
+
+def sites_by_cost(
+    queue: Queue,
+    sites: Iterable[Site],
+    tariffs: Tariffs,
+    caller_region: str,
+    origin_site: str | None,
+) -> tuple[str, ...]:
+    """Site ids cheapest first for the queue's expected contact (ties by site id).
+
+    For a contact that already landed, the trunk minutes are paid at the landing site whichever
+    site serves, so the order does not depend on the caller's region: routers key such orders by
+    (queue, landing site) only and can compute them all when the configuration loads.
+    """
+    return tuple(
+        site_id
+        for _, site_id in sorted(
+            (expected_cost(queue, site, tariffs, caller_region, origin_site).total, site.id)
+            for site in sites
+        )
     )

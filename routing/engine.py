@@ -15,8 +15,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from routing.costs import expected_cost
-from routing.ewt import queue_position_ewt
+from routing.costs import expected_cost, sites_by_cost
 from routing.indices import AgentGroup, AgentKey, ContactKey, GroupSpec
 from routing.model import (
     AgentProfile,
@@ -28,6 +27,7 @@ from routing.model import (
     CostMode,
     Network,
     Queue,
+    Target,
 )
 from routing.settings import RouterSettings
 from routing.skills import Skill, all_of
@@ -112,6 +112,9 @@ class _Waiting:
     hold_considered: bool = False
 
 
+_CostKey = tuple[float, float, str | None, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class SiteLoad:
     """Live figures of one group at one site, for expected-wait estimates and reports."""
@@ -142,7 +145,19 @@ class Router:
         self._requeued: dict[str, _Waiting] = {}
         self._timers: list[tuple[float, int, _Timer, int, int]] = []
         self._seq = 0
-        self._cost_order: dict[tuple[str, str, str | None], tuple[tuple[float, str], ...]] = {}
+        # Per queue and contact's required skills: the groups of its targets, and when each
+        # target activates; both are needed on every offer.
+        self._queue_groups: dict[tuple[str, tuple[tuple[str, int], ...]], tuple[AgentGroup, ...]]
+        self._queue_groups = {}
+        self._activations = {q.id: q.activation_times() for q in network.queues.values()}
+        # Site cost orders by (handle time, wrap-up, caller region, landing site): queues with
+        # the same expected work share them, and a landed contact's order ignores its region.
+        self._cost_order: dict[_CostKey, tuple[str, ...]] = {}
+        self._cost_rank: dict[tuple[str, ...], dict[str, int]] = {}
+        # Everything a decision needs is built with the configuration, so no offer pays for it.
+        for queue in network.queues.values():
+            self._groups_for(queue, ())
+            self._cost_orders_for(queue)
 
     # ----------------------------------------------------------------- agent events
 
@@ -228,9 +243,9 @@ class Router:
         del self._requeued[contact_id]
         agent.changed_at = now
 
-    def finish(self, contact_id: str, now: float, *, wrap_up: float | None = None) -> list[
-        Assignment
-    ]:
+    def finish(
+        self, contact_id: str, now: float, *, wrap_up: float | None = None
+    ) -> list[Assignment]:
         """The contact ended.  ``wrap_up`` overrides the queue's after-contact work time;
         ``math.inf`` means the agent ends it (``end_wrap_up``)."""
         agent_id, queue = self._delivery(contact_id)
@@ -353,7 +368,7 @@ class Router:
 
     def site_load(self, queue_id: str, site_id: str) -> SiteLoad:
         """Agents and contacts of a queue's first target at a site."""
-        group = self._group_for(self.network.queues[queue_id], 0, {})
+        group = self._groups_for(self.network.queues[queue_id], ())[0]
         return SiteLoad(
             staffed=group.staffed_at(site_id),
             ready=group.ready_at(site_id),
@@ -377,66 +392,91 @@ class Router:
     ) -> Assignment | None:
         """Cheapest site with a free qualifying agent, unless a cheaper site is expected to free
         one within the wait budget: then the contact is held for the cheaper sites until the
-        budget is spent, and any site may take it after that."""
+        budget is spent, and any site may take it after that.
+
+        The expected wait at a site is the queue-position estimate: the contacts held there plus
+        its share (by staffing) of the open queue, each taking one handle time shared by its
+        staffed agents.  ``(held + open·staffed/total + 1)·AHT <= budget·staffed`` rearranges
+        to ``held + 1 <= staffed·capacity`` with ``capacity = budget/AHT - open/total`` the same
+        for every site, so a site costs a set lookup and at most two dict lookups per group,
+        and a group whose capacity is not positive can hold nowhere."""
         contact, queue = waiting.contact, waiting.queue
         budget = queue.sl_threshold * self.settings.least_cost_wait_share
         budget -= now - contact.arrival
-        may_hold = not waiting.hold_considered and budget > 0
         held = waiting.held_at
-        visited: list[str] = []
-        for _, site_id in self._sites_by_cost(queue, contact):
-            if held and site_id not in held:
-                continue
-            visited.append(site_id)
-            for index, group in enumerate(groups):
-                if not group.spec.admits_site(site_id):
-                    continue
-                key = group.best_ready(site_id)
-                if key is not None:
-                    return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
-            if may_hold and self._ewt(groups, site_id, queue, budget) <= budget:
-                waiting.hold_considered = True
-                waiting.held_at = tuple(visited)
-                waiting.hold_until = now + budget
-                return None
-        return None
-
-    def _ewt(
-        self, groups: tuple[AgentGroup, ...], site_id: str, queue: Queue, budget: float
-    ) -> float:
-        """Best expected wait at a site over the active groups; a group whose lower bound
-        (one handle time shared by its staffed agents) already exceeds ``budget`` is skipped,
-        since only the comparison with the budget matters."""
-        best = math.inf
-        for group in groups:
-            if not group.spec.admits_site(site_id):
-                continue
-            staffed = group.staffed_at(site_id)
-            if queue.expected_handle_time > budget * staffed:
-                continue
-            share = staffed / max(group.staffed_total, 1)
-            ahead = group.held_at(site_id) + len(group.waiting_open) * share
-            best = min(best, queue_position_ewt(ahead, staffed, queue.expected_handle_time))
-        return best
-
-    def _sites_by_cost(self, queue: Queue, contact: Contact) -> tuple[tuple[float, str], ...]:
-        cache_key = (queue.id, contact.caller_region, contact.origin_site)
-        order = self._cost_order.get(cache_key)
-        if order is None:
-            tariffs = self.network.tariffs
-            order = tuple(
-                sorted(
+        order = held if held else self._sites_by_cost(queue, contact)
+        # The cheapest site with a free agent: a walk down the cost order, or, when few sites
+        # have one (a busy centre), the lowest-ranked of those few.
+        found: tuple[int, int] | None = None  # (position in order, target index)
+        free = [(index, group) for index, group in enumerate(groups) if group.free_sites]
+        if free:
+            if held or sum(len(g.free_sites) for _, g in free) * 4 >= len(order):
+                found = next(
                     (
-                        expected_cost(
-                            queue, site, tariffs, contact.caller_region, contact.origin_site
-                        ).total,
-                        site.id,
-                    )
-                    for site in self.network.sites.values()
+                        (position, index)
+                        for position, site_id in enumerate(order)
+                        for index, group in free
+                        if site_id in group.free_sites
+                    ),
+                    None,
                 )
-            )
-            self._cost_order[cache_key] = order
+            else:
+                rank = self._cost_rank[order]
+                found = min((rank[site], index) for index, g in free for site in g.free_sites)
+        # A hold for cheaper sites, only at the first routing and only for sites cheaper than
+        # the free agent found, and only with groups that have room at some site.
+        holds = []
+        if not waiting.hold_considered and budget > 0:
+            for group in groups:
+                capacity = budget / queue.expected_handle_time
+                capacity -= len(group.waiting_open) / max(group.staffed_total, 1)
+                if group.staffed_max * capacity >= 1.0:
+                    holds.append((group, capacity))
+        if holds:
+            end = len(order) if found is None else found[0]
+            for position in range(end):
+                site_id = order[position]
+                for group, capacity in holds:
+                    room = group.staffed_by_site.get(site_id, 0) * capacity
+                    if room >= 1.0 and group.held_at(site_id) + 1.0 <= room:
+                        waiting.hold_considered = True
+                        waiting.held_at = order[: position + 1]
+                        waiting.hold_until = now + budget
+                        return None
+        if found is None:
+            return None
+        position, index = found
+        key = groups[index].best_ready(order[position])
+        assert key is not None
+        return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
+
+    def _sites_by_cost(self, queue: Queue, contact: Contact) -> tuple[str, ...]:
+        if contact.origin_site is None:
+            return self._order(queue, contact.caller_region, None)
+        return self._order(queue, None, contact.origin_site)
+
+    def _cost_orders_for(self, queue: Queue) -> None:
+        """Every landing site's order and every tariffed region's pre-routing order."""
+        for region in sorted({region for region, _ in self.network.tariffs.per_minute}):
+            self._order(queue, region, None)
+        for origin in self.network.sites:
+            self._order(queue, None, origin)
+
+    def _order(self, queue: Queue, region: str | None, origin: str | None) -> tuple[str, ...]:
+        """A site cost order, with its site -> position map; equal orders share one map."""
+        key = self._cost_key(queue, region, origin)
+        order = self._cost_order.get(key)
+        if order is None:
+            sites, tariffs = self.network.sites.values(), self.network.tariffs
+            order = sites_by_cost(queue, sites, tariffs, region or "", origin)
+            self._cost_order[key] = order
+            if order not in self._cost_rank:
+                self._cost_rank[order] = {site: rank for rank, site in enumerate(order)}
         return order
+
+    @staticmethod
+    def _cost_key(queue: Queue, region: str | None, origin: str | None) -> _CostKey:
+        return (queue.expected_handle_time, queue.wrap_up, region, origin)
 
     def _assign(
         self, waiting: _Waiting, agent: _Agent, target_index: int, now: float
@@ -466,9 +506,15 @@ class Router:
         assignments: list[Assignment] = []
         site_id = agent.profile.site_id
         while True:
+            channel, load = agent.available_channel()
+            if load < 0:
+                return assignments
             best: tuple[ContactKey, int] | None = None
             for group in agent.groups:
-                if group.number not in agent.entries:
+                spec = group.spec
+                if channel is not None and spec.channel is not channel:
+                    continue
+                if load >= agent.profile.capacity_for(spec.channel):
                     continue
                 key = group.next_contact(site_id)
                 if key is None:
@@ -493,15 +539,13 @@ class Router:
             key: ContactKey = (-priority, contact.arrival, seq)
         else:
             key = (0, contact.arrival - priority * queue.ageing, seq)
-        extra = dict(contact.required_skills)
-        groups = tuple(self._group_for(queue, i, extra) for i in range(len(queue.targets)))
         return _Waiting(
             contact=contact,
             queue=queue,
             seq=seq,
             key=key,
-            groups=groups,
-            activations=queue.activation_times(),
+            groups=self._groups_for(queue, tuple(sorted(contact.required_skills.items()))),
+            activations=self._activations[queue.id],
         )
 
     def _enqueue(self, waiting: _Waiting, now: float) -> None:
@@ -537,22 +581,32 @@ class Router:
         for number, old in agent.entries.items():
             self._groups_by_number[number].remove_ready(site_id, old)
         agent.entries.clear()
+        if serve:
+            # Waiting work first: an agent who takes it at once is never listed as free (and
+            # unlisted again), which is most of the cost of a busy centre's free-ups.
+            assignments = self._serve(agent, now)
+            if assignments:
+                return assignments  # _assign listed the agent again if it has room left
         channel, load = agent.available_channel()
-        if load < 0:
-            return []
-        for group in agent.groups:
-            spec = group.spec
-            if channel is not None and spec.channel is not channel:
-                continue
-            if load >= agent.profile.capacity_for(spec.channel):
-                continue
-            if spec.strategy is AgentStrategy.MOST_SKILLED:
-                key: AgentKey = (load, -agent.scores[group.number], agent.idle_since, agent.seq)
-            else:
-                key = (load, agent.idle_since, agent.seq)
-            group.add_ready(site_id, key)
-            agent.entries[group.number] = key
-        return self._serve(agent, now) if serve else []
+        if load >= 0:
+            for group in agent.groups:
+                self._index(agent, group, channel, load)
+        return []
+
+    @staticmethod
+    def _index(agent: _Agent, group: AgentGroup, channel: Channel | None, load: int) -> None:
+        """List a free agent in one of its groups, if it can take that group's channel now."""
+        spec = group.spec
+        if channel is not None and spec.channel is not channel:
+            return
+        if load >= agent.profile.capacity_for(spec.channel):
+            return
+        if spec.strategy is AgentStrategy.MOST_SKILLED:
+            key: AgentKey = (load, -agent.scores[group.number], agent.idle_since, agent.seq)
+        else:
+            key = (load, agent.idle_since, agent.seq)
+        group.add_ready(agent.profile.site_id, key)
+        agent.entries[group.number] = key
 
     def _end_wrap_up(self, agent: _Agent, now: float) -> list[Assignment]:
         agent.wrap_up_token = None
@@ -561,11 +615,24 @@ class Router:
             agent.idle_since = now
         return self._changed(agent, now)
 
-    def _group_for(self, queue: Queue, index: int, extra: dict[str, int]) -> AgentGroup:
-        target = queue.targets[index]
+    def _groups_for(
+        self, queue: Queue, extra: tuple[tuple[str, int], ...]
+    ) -> tuple[AgentGroup, ...]:
+        """The groups of a queue's targets, each narrowed by a contact's required skills."""
+        cache_key = (queue.id, extra)
+        groups = self._queue_groups.get(cache_key)
+        if groups is None:
+            groups = self._queue_groups[cache_key] = tuple(
+                self._group(queue, target, extra) for target in queue.targets
+            )
+        return groups
+
+    def _group(
+        self, queue: Queue, target: Target, extra: tuple[tuple[str, int], ...]
+    ) -> AgentGroup:
         expression = target.expression
         if extra:
-            expression = all_of(expression, *(Skill(s, lvl) for s, lvl in sorted(extra.items())))
+            expression = all_of(expression, *(Skill(s, lvl) for s, lvl in extra))
         spec = GroupSpec(
             channel=queue.channel,
             expression=expression,
@@ -595,7 +662,9 @@ class Router:
             agent.scores[group.number] = spec.expression.score(profile.skills)
             if agent.presence is not _Presence.LOGGED_OUT:
                 group.add_staffed(profile.site_id, +1)
-                self._changed(agent, agent.changed_at, serve=False)
+                channel, load = agent.available_channel()
+                if load >= 0:
+                    self._index(agent, group, channel, load)
         return group
 
     def _live(self, entry: tuple[float, int, _Timer, int, int]) -> bool:
