@@ -21,6 +21,7 @@ from routing.model import (
     Network,
     Queue,
     Site,
+    SiteSelection,
     Target,
     Tariffs,
 )
@@ -53,6 +54,21 @@ class TargetConfig(_Strict):
     )
 
 
+class SiteSelectionConfig(_Strict):
+    margin: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds of predicted wait another site must save to be chosen.",
+    )
+    post_route_after: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds queued at a site before any site may take the contact.",
+    )
+
+
 class QueueConfig(_Strict):
     id: str = Field(min_length=1)
     channel: Channel = Channel.VOICE
@@ -68,6 +84,9 @@ class QueueConfig(_Strict):
     ageing: float | None = Field(default=None, gt=0)
     expected_handle_time: float = Field(default=300.0, gt=0)
     wrap_up: float = Field(default=0.0, ge=0)
+    site_selection: SiteSelectionConfig | None = Field(
+        default=None, description="Preferred site first, others by predicted wait and margin."
+    )
 
 
 class TariffConfig(_Strict):
@@ -215,6 +234,12 @@ def compile_network(config: NetworkConfig) -> Network:
                 ageing=q.ageing,
                 expected_handle_time=q.expected_handle_time,
                 wrap_up=q.wrap_up,
+                site_selection=None
+                if q.site_selection is None
+                else SiteSelection(
+                    margin=q.site_selection.margin,
+                    post_route_after=q.site_selection.post_route_after,
+                ),
             )
             for q in config.queues
         },

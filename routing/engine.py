@@ -27,9 +27,11 @@ from routing.model import (
     CostMode,
     Network,
     Queue,
+    SiteSelection,
     Target,
 )
 from routing.settings import RouterSettings
+from routing.site_stats import PulseVerdict, SiteBoard, SitePulse
 from routing.skills import Skill, all_of
 
 
@@ -110,6 +112,8 @@ class _Waiting:
     held_at: tuple[str, ...] = ()
     hold_until: float = math.inf
     hold_considered: bool = False
+    # Where the contact is physically queued, once a site took it in (transfers count from it).
+    landed_at: str | None = None
 
 
 _CostKey = tuple[float, float, str | None, str | None]
@@ -154,6 +158,21 @@ class Router:
         # the same expected work share them, and a landed contact's order ignores its region.
         self._cost_order: dict[_CostKey, tuple[str, ...]] = {}
         self._cost_rank: dict[tuple[str, ...], dict[str, int]] = {}
+        # Site selection: the sites' statistics pulses, each region's first site (the preferred
+        # site of a pre-routed caller with no other preference), the last site chosen for each
+        # (queue, preferred site) and how often that choice changed (load flapping).
+        self.board = SiteBoard(
+            network.sites,
+            self.settings.site_status,
+            {q.id: q.sl_threshold for q in network.queues.values()},
+        )
+        self._region_site: dict[str, str] = {}
+        for site in sorted(network.sites.values(), key=lambda site: site.id):
+            self._region_site.setdefault(site.region, site.id)
+        self._last_choice: dict[tuple[str, str], str] = {}
+        self._site_switches: dict[str, int] = dict.fromkeys(network.queues, 0)
+        self._queued_at: dict[tuple[str, str], int] = {}
+        self._open: dict[str, int] = dict.fromkeys(network.queues, 0)
         # Everything a decision needs is built with the configuration, so no offer pays for it.
         for queue in network.queues.values():
             self._groups_for(queue, ())
@@ -165,11 +184,9 @@ class Router:
         agent = self._agent(agent_id)
         if agent.presence is not _Presence.LOGGED_OUT:
             raise RoutingError(f"agent {agent_id!r} is already logged in")
-        agent.presence = _Presence.READY if ready else _Presence.NOT_READY
+        self._set_presence(agent, _Presence.READY if ready else _Presence.NOT_READY)
         agent.reason = None if ready else "login"
         agent.changed_at = agent.idle_since = now
-        for group in agent.groups:
-            group.add_staffed(agent.profile.site_id, +1)
         return self._changed(agent, now)
 
     def logout(self, agent_id: str, now: float) -> None:
@@ -180,17 +197,16 @@ class Router:
             raise RoutingError(
                 f"agent {agent_id!r} has contacts in progress; set not ready and log out after"
             )
-        agent.presence = _Presence.LOGGED_OUT
+        self._set_presence(agent, _Presence.LOGGED_OUT)
         agent.wrap_up_token = None
         agent.changed_at = now
-        for group in agent.groups:
-            group.add_staffed(agent.profile.site_id, -1)
         self._changed(agent, now)
 
     def set_ready(self, agent_id: str, now: float) -> list[Assignment]:
         agent = self._logged_in(agent_id)
         if agent.presence is not _Presence.READY:
-            agent.presence, agent.reason = _Presence.READY, None
+            self._set_presence(agent, _Presence.READY)
+            agent.reason = None
             agent.changed_at = now
             if not agent.reserved and not agent.active and agent.wrap_up_token is None:
                 agent.idle_since = now
@@ -199,7 +215,8 @@ class Router:
     def set_not_ready(self, agent_id: str, now: float, reason: str = "break") -> None:
         """Takes effect for new contacts at once; contacts in progress finish normally."""
         agent = self._logged_in(agent_id)
-        agent.presence, agent.reason = _Presence.NOT_READY, reason
+        self._set_presence(agent, _Presence.NOT_READY)
+        agent.reason = reason
         agent.changed_at = now
         self._changed(agent, now)
 
@@ -280,7 +297,8 @@ class Router:
             raise RoutingError(f"contact {contact_id!r} was already answered")
         del agent.reserved[contact_id]
         del self._delivered[contact_id]
-        agent.presence, agent.reason, agent.changed_at = _Presence.NOT_READY, reason, now
+        self._set_presence(agent, _Presence.NOT_READY)
+        agent.reason, agent.changed_at = reason, now
         self._changed(agent, now)
         waiting = self._requeued.pop(contact_id)
         waiting.active = sum(1 for t in waiting.activations if t <= now - waiting.contact.arrival)
@@ -367,25 +385,127 @@ class Router:
         return delivery[0] if delivery else None
 
     def site_load(self, queue_id: str, site_id: str) -> SiteLoad:
-        """Agents and contacts of a queue's first target at a site."""
+        """What a site's ACD would report for a queue: agents of its first target there, and
+        the queue's contacts waiting for that site (queued or held there, plus those open to
+        every site)."""
         group = self._groups_for(self.network.queues[queue_id], ())[0]
         return SiteLoad(
             staffed=group.staffed_at(site_id),
             ready=group.ready_at(site_id),
-            waiting=group.held_at(site_id) + len(group.waiting_open),
+            waiting=self._queued_at.get((queue_id, site_id), 0) + self._open[queue_id],
         )
+
+    def site_switches(self, queue_id: str) -> int:
+        """How often site selection changed its choice for a queue's contacts that could not
+        stay at their preferred site (per preferred site, consecutive choices that differ)."""
+        return self._site_switches[queue_id]
+
+    def receive_pulse(self, pulse: SitePulse, now: float) -> PulseVerdict:
+        """A site's statistics; site selection uses them while they are fresh."""
+        return self.board.receive(pulse, now)
 
     # ----------------------------------------------------------------- decisions
 
     def _route(self, waiting: _Waiting, now: float) -> Assignment | None:
         groups = waiting.groups[: waiting.active]
-        if waiting.queue.cost_mode is CostMode.LEAST_COST:
+        queue = waiting.queue
+        if queue.site_selection is not None and not waiting.hold_considered:
+            return self._select_site(waiting, groups, queue.site_selection, now)
+        if waiting.held_at:
+            return self._route_within(waiting, groups, waiting.held_at, now)
+        if queue.cost_mode is CostMode.LEAST_COST:
             return self._route_least_cost(waiting, groups, now)
         for index, group in enumerate(groups):
             key = group.best_ready()
             if key is not None:
                 return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
         return None
+
+    def _route_within(
+        self, waiting: _Waiting, groups: tuple[AgentGroup, ...], sites: tuple[str, ...], now: float
+    ) -> Assignment | None:
+        """A free agent at the first of ``sites`` that has one (a contact held or queued there)."""
+        for site_id in sites:
+            for index, group in enumerate(groups):
+                if site_id in group.free_sites:
+                    key = group.best_ready(site_id)
+                    assert key is not None
+                    return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
+        return None
+
+    def _select_site(
+        self,
+        waiting: _Waiting,
+        groups: tuple[AgentGroup, ...],
+        selection: SiteSelection,
+        now: float,
+    ) -> Assignment | None:
+        """Preferred site first; another site only when the preferred one has no free agent,
+        is predicted to miss the service level, and the other is predicted better by more than
+        the margin.  The contact then queues at the chosen site (see :class:`SiteSelection`).
+
+        Remote sites are judged by their last trusted pulse only, as a network router sees
+        them: that is what makes the margin matter."""
+        waiting.hold_considered = True
+        contact, queue = waiting.contact, waiting.queue
+        preferred = self._preferred_site(contact)
+        if preferred is None or not any(g.spec.admits_site(preferred) for g in groups):
+            return self._route(waiting, now)  # nothing to prefer: the network's queue
+        assignment = self._route_within(waiting, groups, (preferred,), now)
+        if assignment is not None:
+            return assignment
+        choice = preferred
+        local = self._predicted_wait(queue, preferred, now)
+        if local is None or local > queue.sl_threshold:
+            bar = math.inf if local is None else local - selection.margin
+            better = []
+            for site_id in self.network.sites:
+                if site_id == preferred or not any(g.spec.admits_site(site_id) for g in groups):
+                    continue
+                wait = self._predicted_wait(queue, site_id, now)
+                if wait is not None and wait < bar:
+                    better.append((wait, site_id))
+            if better:
+                choice = self._best_of(queue, contact, better)
+        previous = self._last_choice.get((queue.id, preferred))
+        if previous is not None and previous != choice:
+            self._site_switches[queue.id] += 1
+        self._last_choice[(queue.id, preferred)] = choice
+        if choice != preferred:
+            assignment = self._route_within(waiting, groups, (choice,), now)
+            if assignment is not None:
+                return assignment
+        if waiting.landed_at is None:
+            waiting.landed_at = choice  # the network delivers it to the chosen site's queue
+        waiting.held_at = (choice,)
+        if selection.post_route_after is not None:
+            waiting.hold_until = contact.arrival + selection.post_route_after
+        return None
+
+    def _best_of(
+        self, queue: Queue, contact: Contact, better: list[tuple[float, str]]
+    ) -> str:
+        """Among sites predicted better enough: the shortest wait, or for a least-cost queue
+        the cheapest of those predicted within the service level (else the shortest wait)."""
+        if queue.cost_mode is CostMode.LEAST_COST:
+            within = {site_id for wait, site_id in better if wait <= queue.sl_threshold}
+            for site_id in self._sites_by_cost(queue, contact):
+                if site_id in within:
+                    return site_id
+        return min(better)[1]
+
+    def _preferred_site(self, contact: Contact) -> str | None:
+        if contact.preferred_site is not None:
+            return contact.preferred_site
+        if contact.origin_site is not None:
+            return contact.origin_site
+        return self._region_site.get(contact.caller_region)
+
+    def _predicted_wait(self, queue: Queue, site_id: str, now: float) -> float | None:
+        """The site's own expected wait for the queue from its last trusted pulse; ``None``
+        when its statistics are stale, missing, or it is down."""
+        stats = self.board.trusted_stats(site_id, queue.id, now)
+        return None if stats is None else stats.ewt
 
     def _route_least_cost(
         self, waiting: _Waiting, groups: tuple[AgentGroup, ...], now: float
@@ -403,14 +523,13 @@ class Router:
         contact, queue = waiting.contact, waiting.queue
         budget = queue.sl_threshold * self.settings.least_cost_wait_share
         budget -= now - contact.arrival
-        held = waiting.held_at
-        order = held if held else self._sites_by_cost(queue, contact)
+        order = self._sites_by_cost(queue, contact)
         # The cheapest site with a free agent: a walk down the cost order, or, when few sites
         # have one (a busy centre), the lowest-ranked of those few.
         found: tuple[int, int] | None = None  # (position in order, target index)
         free = [(index, group) for index, group in enumerate(groups) if group.free_sites]
         if free:
-            if held or sum(len(g.free_sites) for _, g in free) * 4 >= len(order):
+            if sum(len(g.free_sites) for _, g in free) * 4 >= len(order):
                 found = next(
                     (
                         (position, index)
@@ -489,7 +608,8 @@ class Router:
         self._requeued[contact.id] = waiting
         self._changed(agent, now, serve=False)
         tariffs = self.network.tariffs
-        cost = expected_cost(queue, site, tariffs, contact.caller_region, contact.origin_site)
+        landed = waiting.landed_at
+        cost = expected_cost(queue, site, tariffs, contact.caller_region, landed)
         return Assignment(
             contact_id=contact.id,
             agent_id=agent.profile.id,
@@ -498,7 +618,7 @@ class Router:
             target_index=target_index,
             decided_at=now,
             expected_cost=cost.total,
-            transfer=contact.origin_site is not None and contact.origin_site != site.id,
+            transfer=landed is not None and landed != site.id,
         )
 
     def _serve(self, agent: _Agent, now: float) -> list[Assignment]:
@@ -546,6 +666,7 @@ class Router:
             key=key,
             groups=self._groups_for(queue, tuple(sorted(contact.required_skills.items()))),
             activations=self._activations[queue.id],
+            landed_at=contact.origin_site,
         )
 
     def _enqueue(self, waiting: _Waiting, now: float) -> None:
@@ -558,7 +679,12 @@ class Router:
                         group.hold_list(site_id).add(waiting.key)
             else:
                 group.waiting_open.add(waiting.key)
-        if waiting.held_at:
+        queue_id = waiting.queue.id
+        if not waiting.held_at:
+            self._open[queue_id] += 1
+        for site_id in waiting.held_at:
+            self._queued_at[(queue_id, site_id)] = self._queued_at.get((queue_id, site_id), 0) + 1
+        if waiting.held_at and math.isfinite(waiting.hold_until):
             self._schedule(waiting.hold_until, _Timer.RELEASE_HOLD, waiting.seq, 0)
         if waiting.active < len(waiting.activations):
             when = waiting.contact.arrival + waiting.activations[waiting.active]
@@ -574,6 +700,10 @@ class Router:
                         group.waiting_held[site_id].discard(waiting.key)
             else:
                 group.waiting_open.discard(waiting.key)
+        if not waiting.held_at:
+            self._open[waiting.queue.id] -= 1
+        for site_id in waiting.held_at:
+            self._queued_at[(waiting.queue.id, site_id)] -= 1
 
     def _changed(self, agent: _Agent, now: float, *, serve: bool = True) -> list[Assignment]:
         """Re-index an agent after any change; a newly free agent then takes waiting work."""
@@ -607,6 +737,17 @@ class Router:
             key = (load, agent.idle_since, agent.seq)
         group.add_ready(agent.profile.site_id, key)
         agent.entries[group.number] = key
+
+    @staticmethod
+    def _set_presence(agent: _Agent, presence: _Presence) -> None:
+        """Staffed counts (expected waits, site statistics) include only agents in the ready
+        presence: those working or about to, not those on a break or logging off."""
+        was_working = agent.presence is _Presence.READY
+        agent.presence = presence
+        if was_working != (presence is _Presence.READY):
+            delta = 1 if presence is _Presence.READY else -1
+            for group in agent.groups:
+                group.add_staffed(agent.profile.site_id, delta)
 
     def _end_wrap_up(self, agent: _Agent, now: float) -> list[Assignment]:
         agent.wrap_up_token = None
@@ -660,8 +801,9 @@ class Router:
                 continue
             agent.groups.append(group)
             agent.scores[group.number] = spec.expression.score(profile.skills)
-            if agent.presence is not _Presence.LOGGED_OUT:
+            if agent.presence is _Presence.READY:
                 group.add_staffed(profile.site_id, +1)
+            if agent.presence is not _Presence.LOGGED_OUT:
                 channel, load = agent.available_channel()
                 if load >= 0:
                     self._index(agent, group, channel, load)

@@ -95,6 +95,25 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteSelection:
+    """Best-service site selection with hysteresis, as multi-site ACDs do it (Avaya's Best
+    Service Routing "user adjustment", Cisco's "consider if" margins).
+
+    A contact goes to its preferred site unless no suitable agent is free there and the site's
+    predicted wait exceeds the queue's service-level threshold; then another site is chosen
+    only if its predicted wait, from the sites' statistics pulses, is shorter by more than
+    ``margin`` seconds.  The contact then queues at the chosen site.  Predictions come from
+    pulses, seconds old: with no margin every contact of a pulse interval herds to the one
+    site that looked best, and load flaps between sites; the margin damps that.
+    ``post_route_after`` is the wait (s) after which a contact queued at a site may be taken by
+    any site (post-routing, at the transfer cost); ``None`` keeps it at its site.
+    """
+
+    margin: float = 0.0
+    post_route_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Queue:
     """A queue (skill group entry point) and its routing policy, flattened at load time.
 
@@ -114,6 +133,7 @@ class Queue:
     ageing: float | None = None
     expected_handle_time: float = 300.0
     wrap_up: float = 0.0
+    site_selection: SiteSelection | None = None
 
     def activation_times(self) -> tuple[float, ...]:
         """Wait (s) at which each target becomes active: cumulative time-outs."""
@@ -148,8 +168,10 @@ class Contact:
     """A contact asking for an agent.
 
     ``origin_site`` is where the contact has landed; ``None`` means it is still in the carrier
-    network (pre-routing), so whichever site takes it costs no transfer.  ``required_skills``
-    narrow the queue's targets for this contact (language, customer tier, ...).
+    network (pre-routing), so whichever site takes it costs no transfer.  ``preferred_site`` is
+    where site selection sends it first (from the dialled number or the caller's record); when
+    ``None`` it is the landing site, or else the first site of the caller's region.
+    ``required_skills`` narrow the queue's targets for this contact (language, customer tier).
     """
 
     id: str
@@ -158,6 +180,7 @@ class Contact:
     channel: Channel = Channel.VOICE
     caller_region: str = ""
     origin_site: str | None = None
+    preferred_site: str | None = None
     priority: int | None = None
     required_skills: Mapping[str, int] = field(default_factory=dict)
     patience: float = math.inf

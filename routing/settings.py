@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from routing.site_stats import SiteStatusPolicy
+
 
 class RouterSettings(BaseModel):
     """How far least-cost routing may bend wait times, and similar knobs."""
@@ -18,4 +20,8 @@ class RouterSettings(BaseModel):
             "Share of a queue's service-level threshold a contact may spend waiting for a cheaper "
             "site's agent while a dearer site's agent is free; beyond it any site takes it."
         ),
+    )
+    site_status: SiteStatusPolicy = Field(
+        default_factory=SiteStatusPolicy,
+        description="When site statistics pulses are trusted, and the statuses they give.",
     )

@@ -916,11 +916,16 @@ def test_site_load_counts_staffed_ready_and_waiting(
     router.login("p1", 0, ready=True)
     router.login("p2", 0)
     router.login("l1", 0, ready=True)
-    assert router.site_load("q", "paris") == SiteLoad(staffed=2, ready=1, waiting=0)
+    # p2 logged in not ready: logged in, but not staffing the queue (no work expected of it).
+    assert router.site_load("q", "paris") == SiteLoad(staffed=1, ready=1, waiting=0)
     assert router.site_load("q", "lyon") == SiteLoad(staffed=0, ready=0, waiting=0)
     router.offer(call("c1"), 1)
     router.offer(call("c2"), 1)
-    assert router.site_load("q", "paris") == SiteLoad(staffed=2, ready=0, waiting=1)
+    assert router.site_load("q", "paris") == SiteLoad(staffed=1, ready=0, waiting=1)
+    router.set_ready("p2", 2)
+    assert router.site_load("q", "paris") == SiteLoad(staffed=2, ready=0, waiting=0)
+    router.set_not_ready("p1", 3)  # still on c1: no longer staffing once it ends
+    assert router.site_load("q", "paris") == SiteLoad(staffed=1, ready=0, waiting=0)
 
 
 def test_assignment_describes_the_decision(
