@@ -16,8 +16,9 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from routing.engine import Router
-from routing.model import CostMode, Network
+from routing.model import CostMode, Network, SiteSelection
 from routing.settings import RouterSettings
+from site_agent.simulation.scenario import SimulationConfig
 
 
 class PolicyKey(StrEnum):
@@ -25,14 +26,29 @@ class PolicyKey(StrEnum):
 
     ISOLATED = "isolated"
     SKILL = "skill"
+    SKILL_MARGIN = "skill-margin"
     LEAST_COST = "least-cost"
+    LEAST_COST_MARGIN = "least-cost-margin"
+    SKILL_POOL = "skill-pool"
+    LEAST_COST_POOL = "least-cost-pool"
 
 
 class Pooling(StrEnum):
-    """Which agents a contact may reach."""
+    """Which agents a contact may reach, and how the network finds them."""
 
     SITE = "site"  # only its landing site's: sites run as separate contact centers
-    NETWORK = "network"  # any site's: one virtual contact center
+    # Any site's, the network choosing a site from the sites' statistics pulses; the contact
+    # then queues at that site (multi-site ACDs as operators run them).
+    SITES = "sites"
+    # Any site's, one virtual queue the router sees whole (no site queues at all).
+    POOL = "pool"
+
+
+class Margin(StrEnum):
+    """Hysteresis of site selection: none, or the scenario's ``margin_seconds``."""
+
+    NONE = "none"
+    SCENARIO = "scenario"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +69,30 @@ class Policy:
     summary: str
     pooling: Pooling
     cost_mode: CostMode
+    margin: Margin = Margin.NONE
 
-    def deploy(self, network: Network, settings: RouterSettings) -> Deployment:
+    @property
+    def networked(self) -> bool:
+        """Whether contacts may reach other sites' agents (and so be pre-routed)."""
+        return self.pooling is not Pooling.SITE
+
+    def deploy(
+        self, network: Network, settings: RouterSettings, simulation: SimulationConfig
+    ) -> Deployment:
+        selection = None
+        if self.pooling is Pooling.SITES:
+            selection = SiteSelection(
+                margin=simulation.margin_seconds if self.margin is Margin.SCENARIO else 0.0,
+                post_route_after=simulation.post_route_after,
+            )
         queues = {
-            queue_id: dataclasses.replace(queue, cost_mode=self.cost_mode)
+            queue_id: dataclasses.replace(
+                queue, cost_mode=self.cost_mode, site_selection=selection
+            )
             for queue_id, queue in network.queues.items()
         }
         network = dataclasses.replace(network, queues=queues)
-        if self.pooling is Pooling.NETWORK:
+        if self.networked:
             router = Router(network, settings)
             return Deployment(routers=(router,), by_site=dict.fromkeys(network.sites, router))
         by_site = {
@@ -85,19 +117,71 @@ ISOLATED = Policy(
 )
 NETWORK_SKILL = Policy(
     key=PolicyKey.SKILL,
-    title="Network skill routing",
-    summary="any qualified agent at any site; best service first",
-    pooling=Pooling.NETWORK,
+    title="Skill, no margin",
+    summary="local site first, else the site predicted fastest (no margin)",
+    pooling=Pooling.SITES,
     cost_mode=CostMode.SERVICE,
+)
+NETWORK_SKILL_MARGIN = Policy(
+    key=PolicyKey.SKILL_MARGIN,
+    title="Skill, margin",
+    summary="local site first, else a site predicted faster by more than the margin",
+    pooling=Pooling.SITES,
+    cost_mode=CostMode.SERVICE,
+    margin=Margin.SCENARIO,
 )
 NETWORK_LEAST_COST = Policy(
     key=PolicyKey.LEAST_COST,
-    title="Network least-cost routing",
-    summary="any site, cheapest first while the service-level budget allows",
-    pooling=Pooling.NETWORK,
+    title="Least cost, no margin",
+    summary="local site first, else the cheapest site predicted within the service level",
+    pooling=Pooling.SITES,
+    cost_mode=CostMode.LEAST_COST,
+)
+NETWORK_LEAST_COST_MARGIN = Policy(
+    key=PolicyKey.LEAST_COST_MARGIN,
+    title="Least cost, margin",
+    summary="as least cost, but only sites predicted faster by more than the margin",
+    pooling=Pooling.SITES,
+    cost_mode=CostMode.LEAST_COST,
+    margin=Margin.SCENARIO,
+)
+SKILL_POOL = Policy(
+    key=PolicyKey.SKILL_POOL,
+    title="Skill, one pool",
+    summary="one virtual queue: any qualified agent at any site, best service first",
+    pooling=Pooling.POOL,
+    cost_mode=CostMode.SERVICE,
+)
+LEAST_COST_POOL = Policy(
+    key=PolicyKey.LEAST_COST_POOL,
+    title="Least cost, one pool",
+    summary="one virtual queue: any site, cheapest first while the service level allows",
+    pooling=Pooling.POOL,
     cost_mode=CostMode.LEAST_COST,
 )
 
 POLICIES: Mapping[PolicyKey, Policy] = MappingProxyType(
-    {p.key: p for p in (ISOLATED, NETWORK_SKILL, NETWORK_LEAST_COST)}
+    {
+        p.key: p
+        for p in (
+            ISOLATED,
+            NETWORK_SKILL,
+            NETWORK_SKILL_MARGIN,
+            NETWORK_LEAST_COST,
+            NETWORK_LEAST_COST_MARGIN,
+            SKILL_POOL,
+            LEAST_COST_POOL,
+        )
+    }
+)
+
+# What ``vcc simulate --compare`` puts side by side: sites alone, then the network routing by
+# site with and without the margin.  The one-pool policies are the all-seeing ideal, chosen by
+# name.
+COMPARED: tuple[Policy, ...] = (
+    ISOLATED,
+    NETWORK_SKILL,
+    NETWORK_SKILL_MARGIN,
+    NETWORK_LEAST_COST,
+    NETWORK_LEAST_COST_MARGIN,
 )

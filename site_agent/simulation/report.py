@@ -5,6 +5,9 @@ JSON document (``vcc.simulation.v1``), stable: keys are only ever added, never r
     {"schema": "vcc.simulation.v1", "scenario": str, "seed": int,
      "window": {"start": s, "measured_from": s, "end": s, "interval_seconds": s},
      "runs": [{"policy": {"key": str, "title": str},
+               "routing": {"site_switches": int,
+                           "ewt_error": {estimator: {"n": int, "mae_seconds": float | null,
+                                                    "bias_seconds": float | null}}},
                "network": SCOPE, "sites": {site_id: SCOPE}}]}
     SCOPE    = {"total": MEASURES, "queues": {queue_id: MEASURES},
                 "intervals": [{"start": s, **MEASURES}]}
@@ -28,6 +31,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from site_agent.simulation.ewt_accuracy import ewt_errors
 from site_agent.simulation.experiment import SimulationResult
 from site_agent.simulation.statistics import Measures, ScopeStatistics
 
@@ -53,6 +57,7 @@ def runs_json(results: Sequence[SimulationResult]) -> dict[str, Any]:
         "runs": [
             {
                 "policy": {"key": r.policy.key, "title": r.policy.title},
+                "routing": _routing_json(r),
                 "network": _scope_json(r.statistics.network, r.statistics.interval_starts),
                 "sites": {
                     site: _scope_json(scope, r.statistics.interval_starts)
@@ -61,6 +66,17 @@ def runs_json(results: Sequence[SimulationResult]) -> dict[str, Any]:
             }
             for r in results
         ],
+    }
+
+
+def _routing_json(result: SimulationResult) -> dict[str, Any]:
+    errors = ewt_errors(result.trace, result.statistics.measured_from)
+    return {
+        "site_switches": result.trace.site_switches,
+        "ewt_error": {
+            name: {"n": e.n, "mae_seconds": _round(e.mae), "bias_seconds": _round(e.bias)}
+            for name, e in errors.items()
+        },
     }
 
 
@@ -195,11 +211,13 @@ _COMPARED: tuple[tuple[str, Callable[[Measures], str]], ...] = (
 
 
 def comparison_table(results: Sequence[SimulationResult]) -> Table:
-    """The policies side by side, per site and for the network."""
+    """The policies side by side, per site and for the network; columns are headed by the
+    policies' short names (``--policy`` spells them so), explained under the table."""
     table = _table(_title(results[0], "policies compared"), first="Scope")
     table.add_column("Measure", no_wrap=True)
     for result in results:
-        table.add_column(result.policy.title, justify="right")
+        table.add_column(result.policy.key, justify="right")
+    table.caption = "; ".join(f"{r.policy.key}: {r.policy.summary}" for r in results)
     scopes = [[scope.total for _, scope in _scopes(r)] for r in results]
     names = [name for name, _ in _scopes(results[0])]
     for index, name in enumerate(names):
@@ -211,4 +229,22 @@ def comparison_table(results: Sequence[SimulationResult]) -> Table:
                 style="bold" if name == NETWORK else "",
             )
         table.add_section()
+    return table
+
+
+def routing_table(results: Sequence[SimulationResult]) -> Table:
+    """How the network routed: site switches (flapping), transfers, and how far each
+    expected-wait estimator was from the waits contacts had (see :mod:`ewt_accuracy`)."""
+    table = _table(_title(results[0], "network routing"), first="Measure")
+    for result in results:
+        table.add_column(result.policy.key, justify="right")
+    network = [r.statistics.network.total for r in results]
+    table.add_row("Site switches", *(str(r.trace.site_switches) for r in results))
+    table.add_row("Transfers", *(str(m.transferred) for m in network))
+    table.add_row("Transfer cost", *(_money(m.transfer_cost) for m in network))
+    errors = [ewt_errors(r.trace, r.statistics.measured_from) for r in results]
+    for name in errors[0]:
+        table.add_row(f"EWT {name} MAE s", *(_seconds(e[name].mae) for e in errors))
+        table.add_row(f"EWT {name} bias s", *(_seconds(e[name].bias) for e in errors))
+    table.add_row("EWT compared", *(str(next(iter(e.values())).n) for e in errors))
     return table

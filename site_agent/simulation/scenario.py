@@ -36,6 +36,7 @@ from routing.config import (
     check_skill_levels,
     compile_network,
 )
+from routing.estimators import make_estimator
 from routing.model import Channel, Network
 from site_agent.simulation.distributions import HandleTime
 
@@ -157,6 +158,32 @@ class SimulationConfig(_Strict):
     interval_minutes: float = Field(default=15.0, gt=0)
     ring_seconds: float = Field(default=0.0, ge=0, description="Reservation to answer.")
     seed: int | None = Field(default=None, description="Omitted: the caller's default seed.")
+    pulse_seconds: float = Field(
+        default=5.0, gt=0, description="Sites' statistics pulses to the network router."
+    )
+    margin_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Predicted wait another site must save, for the policies with a margin.",
+    )
+    pre_routing: bool = Field(
+        default=False,
+        description="Network policies route contacts before they land (no transfer cost).",
+    )
+    post_route_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds queued at a site before any site may take a contact; omitted: never.",
+    )
+    ewt_estimator: str = Field(
+        default="erlang_a", description="How sites compute the expected wait in their pulses."
+    )
+
+    @field_validator("ewt_estimator")
+    @classmethod
+    def _known_estimator(cls, value: str) -> str:
+        make_estimator(value)  # raises with the known names
+        return value
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> SimulationConfig:

@@ -14,22 +14,28 @@ wrap-up are over.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum, auto
 
 from routing.engine import Router
+from routing.estimators import ESTIMATORS, EwtEstimator, QueueSnapshot, make_estimator
 from routing.model import AgentState, Assignment, Network
 from routing.settings import RouterSettings
-from site_agent.simulation.policies import Deployment, Policy
+from routing.site_stats import QueueStats, SitePulse
+from site_agent.simulation.policies import Deployment, Policy, Pooling
 from site_agent.simulation.scenario import Scenario
 from site_agent.simulation.shifts import AgentShift, PlannedBreak, plan_shifts
 from site_agent.simulation.trace import AgentRecord, BreakRecord, ContactOutcome, Trace
 from site_agent.simulation.traffic import ScheduledContact, generate_traffic
 
 BREAK_REASON = "break"
+# Arrivals over the last this many seconds give a site's arrival rate (Erlang estimators).
+RATE_WINDOW_SECONDS = 900.0
 END_OF_SHIFT_REASON = "end of shift"
 
 
@@ -56,7 +62,9 @@ def prepare_workload(scenario: Scenario, seed: int) -> Workload:
 
 def run_policy(workload: Workload, policy: Policy, settings: RouterSettings) -> Trace:
     """Simulate the workload under one policy."""
-    return _EventLoop(workload, policy.deploy(workload.network, settings)).run()
+    simulation = workload.scenario.simulation
+    deployment = policy.deploy(workload.network, settings, simulation)
+    return _EventLoop(workload, policy, deployment).run()
 
 
 class _Kind(Enum):
@@ -71,6 +79,7 @@ class _Kind(Enum):
     BREAK_END = auto()
     SHIFT_END = auto()
     AGENT_FREE = auto()
+    PULSE = auto()
 
 
 class _Duty(Enum):
@@ -96,9 +105,18 @@ class _Agent:
 
 
 class _EventLoop:
-    def __init__(self, workload: Workload, deployment: Deployment) -> None:
+    def __init__(self, workload: Workload, policy: Policy, deployment: Deployment) -> None:
         self._workload = workload
         self._deployment = deployment
+        simulation = workload.scenario.simulation
+        self._pre_routed = simulation.pre_routing and policy.networked
+        self._pulses = policy.pooling is Pooling.SITES
+        self._pulse_every = simulation.pulse_seconds
+        self._pulse_sequence = 0
+        self._site_counters = _SiteCounters(workload)
+        self._pulse_estimator = make_estimator(simulation.ewt_estimator)
+        self._estimators = {name: make_estimator(name) for name in ESTIMATORS}
+        self._predictions = {name: [math.nan] * len(workload.contacts) for name in ESTIMATORS}
         self._end = workload.scenario.simulation.end
         self._ring = workload.scenario.simulation.ring_seconds
         self._wrap_up = {q.id: q.wrap_up for q in workload.network.queues.values()}
@@ -123,12 +141,15 @@ class _EventLoop:
             _Kind.BREAK_END: self._break_end,
             _Kind.SHIFT_END: self._shift_end,
             _Kind.AGENT_FREE: self._agent_free,
+            _Kind.PULSE: self._pulse,
         }
 
     def run(self) -> Trace:
         self._schedule_shifts()
         for i, scheduled in enumerate(self._contacts):
             self._push(scheduled.contact.arrival, _Kind.ARRIVAL, i)
+        if self._pulses:
+            self._push(self._workload.scenario.simulation.start, _Kind.PULSE, 0)
         heap = self._heap
         while True:
             event_time = heap[0][0] if heap else math.inf
@@ -151,6 +172,12 @@ class _EventLoop:
                 for router in self._deployment.routers
                 for contact_id in router.waiting_contacts()
             ),
+            site_switches=sum(
+                router.site_switches(queue_id)
+                for router in self._deployment.routers
+                for queue_id in router.network.queues
+            ),
+            ewt_predictions={name: tuple(p) for name, p in self._predictions.items()},
         )
 
     # ----------------------------------------------------------------- plumbing
@@ -195,7 +222,16 @@ class _EventLoop:
 
     def _arrive(self, i: int, now: float) -> None:
         scheduled = self._contacts[i]
-        assignment = self._deployment.router_for(scheduled.site).offer(scheduled.contact, now)
+        router = self._deployment.router_for(scheduled.site)
+        contact = scheduled.contact
+        self._site_counters.arrived(scheduled.site, contact.queue_id, now)
+        snapshot = self._site_counters.snapshot(router, scheduled.site, contact.queue_id, now)
+        for name, estimator in self._estimators.items():
+            self._predictions[name][i] = estimator.estimate(snapshot)
+        if self._pre_routed:
+            # Routed in the carrier network: not landed anywhere yet, its site the preferred.
+            contact = dataclasses.replace(contact, origin_site=None, preferred_site=scheduled.site)
+        assignment = router.offer(contact, now)
         if assignment is not None:
             self._reserve((assignment,), now)
         if math.isfinite(scheduled.contact.patience):
@@ -269,6 +305,21 @@ class _EventLoop:
         agent.duty = _Duty.LEAVING
         self._agent_free(a, now)
 
+    def _pulse(self, _: int, now: float) -> None:
+        """Every site reports each queue's figures to the network router, as site agents do."""
+        self._pulse_sequence += 1
+        for router in self._deployment.routers:
+            for site_id in router.network.sites:
+                queues = {
+                    queue_id: self._site_counters.stats(
+                        router, site_id, queue_id, now, self._pulse_estimator
+                    )
+                    for queue_id in router.network.queues
+                }
+                pulse = SitePulse(site_id, self._pulse_sequence, now, queues)
+                router.receive_pulse(pulse, now)
+        self._push(now + self._pulse_every, _Kind.PULSE, 0)
+
     def _agent_free(self, a: int, now: float) -> None:
         """Start a pending break or log out, if the agent has no contact or wrap-up left."""
         agent = self._agents[a]
@@ -284,3 +335,55 @@ class _EventLoop:
             agent.router.logout(agent.id, now)
             agent.record.logout_at = now
             agent.duty = _Duty.OFF
+
+
+class _SiteCounters:
+    """What a site's ACD counts for its statistics: recent arrivals per queue (for an arrival
+    rate) and the callers' mean patience, beside the router's live agent and queue counts."""
+
+    def __init__(self, workload: Workload) -> None:
+        self._window = RATE_WINDOW_SECONDS
+        self._recent: dict[tuple[str, str], deque[float]] = {}
+        self._handle = {q.id: q.expected_handle_time for q in workload.network.queues.values()}
+        patience: dict[tuple[str, str], list[float | None]] = {}
+        for stream in workload.scenario.traffic:
+            patience.setdefault((stream.site, stream.queue), []).append(stream.mean_patience)
+        self._patience = {
+            key: None if None in values else sum(v for v in values if v) / len(values)
+            for key, values in patience.items()
+        }
+
+    def arrived(self, site_id: str, queue_id: str, now: float) -> None:
+        self._recent.setdefault((site_id, queue_id), deque()).append(now)
+
+    def snapshot(self, router: Router, site_id: str, queue_id: str, now: float) -> QueueSnapshot:
+        load = router.site_load(queue_id, site_id)
+        recent = self._recent.get((site_id, queue_id))
+        rate = 0.0
+        if recent:
+            while recent and recent[0] < now - self._window:
+                recent.popleft()
+            rate = len(recent) / self._window
+        return QueueSnapshot(
+            ahead=load.waiting,
+            staffed=load.staffed,
+            busy=max(load.staffed - load.ready, 0),
+            ready=load.ready,
+            mean_handle_time=self._handle[queue_id],
+            arrival_rate=rate,
+            mean_patience=self._patience.get((site_id, queue_id)),
+        )
+
+    def stats(
+        self, router: Router, site_id: str, queue_id: str, now: float, estimator: EwtEstimator
+    ) -> QueueStats:
+        snap = self.snapshot(router, site_id, queue_id, now)
+        return QueueStats(
+            waiting=snap.ahead,
+            ready=snap.ready,
+            staffed=snap.staffed,
+            busy=snap.busy,
+            sl_in_interval=None,
+            occupancy=snap.busy / snap.staffed if snap.staffed else 0.0,
+            ewt=estimator.estimate(snap),
+        )

@@ -7,6 +7,7 @@ variant, a per-agent view) is a new reader of the same trace, and tests can chec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from site_agent.simulation.shifts import AgentShift
@@ -60,3 +61,8 @@ class Trace:
     outcomes: tuple[ContactOutcome, ...]
     agents: tuple[AgentRecord, ...]
     engine_waiting: frozenset[str]
+    # How often the network's site selection changed its choice (load flapping), summed over
+    # queues; and per EWT estimator, what it predicted for each contact when it arrived, from
+    # the live counters of the site it landed at (aligned with ``contacts``).
+    site_switches: int = 0
+    ewt_predictions: Mapping[str, tuple[float, ...]] = field(default_factory=dict)

@@ -11,9 +11,10 @@ from site_agent.simulation.experiment import simulate
 from site_agent.simulation.loading import load_scenario
 from site_agent.simulation.policies import (
     ISOLATED,
-    NETWORK_LEAST_COST,
+    LEAST_COST_POOL,
     NETWORK_SKILL,
     POLICIES,
+    SKILL_POOL,
     PolicyKey,
 )
 from site_agent.simulation.scenario import Scenario
@@ -30,8 +31,9 @@ def test_least_cost_routing_lowers_cost_per_contact_at_the_same_service_level(
 ) -> None:
     # Labour 10/h at the cheap site (20 agents) against 40/h at the dear one (10 agents); a
     # transfer costs 0.05 + 0.01/min, far less than the 2 of labour a 3-minute call saves.
-    # 2 x 12.5 Erlangs on 30 agents (83%).  The cheap site is big enough for the engine to hold
-    # contacts for it (its expected wait, 9 s, fits the 10 s budget), so service is at stake.
+    # 2 x 12.5 Erlangs on 30 agents (83%), one pool (the engine sees every agent).  The cheap
+    # site is big enough for the engine to hold contacts for it (its expected wait, 9 s, fits
+    # the 10 s budget), so service is at stake.
     scenario = one_queue(
         sites=(("cheap", 10.0), ("dear", 40.0)),
         agents={"cheap": 20, "dear": 10},
@@ -42,7 +44,7 @@ def test_least_cost_routing_lowers_cost_per_contact_at_the_same_service_level(
         per_minute=0.01,
     )
     skill, least_cost = (
-        r.statistics for r in simulate(scenario, [NETWORK_SKILL, NETWORK_LEAST_COST], seed=5)
+        r.statistics for r in simulate(scenario, [SKILL_POOL, LEAST_COST_POOL], seed=5)
     )
     skill_total, cheap_total = skill.network.total, least_cost.network.total
 

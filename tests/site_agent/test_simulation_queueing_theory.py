@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from routing.erlang import erlang_a_metrics, erlang_c_metrics
 from site_agent.simulation.experiment import simulate
-from site_agent.simulation.policies import ISOLATED, NETWORK_SKILL
+from site_agent.simulation.policies import ISOLATED, SKILL_POOL
 from site_agent.simulation.scenario import Scenario
 from site_agent.simulation.statistics import Measures
 
@@ -34,7 +34,7 @@ def _replicate(
 ) -> list[Measures]:
     scenario = build(hours=scenario_hours, **kw)
     return [
-        simulate(scenario, [NETWORK_SKILL], seed=seed)[0].statistics.network.total
+        simulate(scenario, [SKILL_POOL], seed=seed)[0].statistics.network.total
         for seed in range(1, replications + 1)
     ]
 
@@ -77,7 +77,7 @@ def test_pooling_two_identical_sites_beats_isolated_sites(one_queue: ScenarioBui
         sites=(("east", 20.0), ("west", 20.0)), agents=10, calls_per_hour=CALLS_PER_HOUR, hours=48.0
     )
     isolated, pooled = (
-        r.statistics.network.total for r in simulate(scenario, [ISOLATED, NETWORK_SKILL], seed=11)
+        r.statistics.network.total for r in simulate(scenario, [ISOLATED, SKILL_POOL], seed=11)
     )
     rate = CALLS_PER_HOUR / 3600
     alone = erlang_c_metrics(rate, MEAN_HANDLE, 10, THRESHOLD)
