@@ -11,10 +11,17 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from orchestrator.settings import Settings
+from site_agent.simulation.experiment import SimulationResult
 from site_agent.simulation.experiment import simulate as run_simulations
 from site_agent.simulation.loading import load_scenario
-from site_agent.simulation.policies import POLICIES, PolicyKey
-from site_agent.simulation.report import comparison_table, cost_table, runs_json, service_table
+from site_agent.simulation.policies import COMPARED, POLICIES, PolicyKey
+from site_agent.simulation.report import (
+    comparison_table,
+    cost_table,
+    routing_table,
+    runs_json,
+    service_table,
+)
 from site_agent.simulation.scenario import ScenarioError, describe_errors
 
 app = typer.Typer(
@@ -47,7 +54,11 @@ def simulate(
     compare: Annotated[
         bool,
         typer.Option(
-            "--compare", help="Run every policy on the same contacts (--policy is ignored)."
+            "--compare",
+            help=(
+                "Run isolated sites and network routing by site (skill and least cost, each "
+                "without and with the margin) on the same contacts; --policy is ignored."
+            ),
         ),
     ] = False,
     hours: Annotated[
@@ -61,8 +72,15 @@ def simulate(
         str | None,
         typer.Option("--json", help="Write results as JSON to PATH, or '-' for stdout only."),
     ] = None,
+    plot: Annotated[
+        str | None,
+        typer.Option(
+            help="Write a PNG of each policy's service level and cost per contact per interval."
+        ),
+    ] = None,
 ) -> None:
-    """Simulate the contact center: isolated sites vs network skill vs least-cost routing."""
+    """Simulate the contact center under routing policies and report service, cost and how
+    the network routed (site switches, transfers, expected-wait estimators' errors)."""
     try:
         config = settings()
     except ValidationError as error:
@@ -73,12 +91,14 @@ def simulate(
             loaded = loaded.with_hours(hours)
     except ScenarioError as error:
         _fail(str(error))
-    chosen = list(POLICIES.values()) if compare else [POLICIES[policy]]
+    chosen = list(COMPARED) if compare else [POLICIES[policy]]
     run_seed = next(s for s in (seed, loaded.simulation.seed, config.seed) if s is not None)
     results = run_simulations(loaded, chosen, seed=run_seed, settings=config.router)
     document = json.dumps(runs_json(results), indent=2)
     if json_out == "-":
         typer.echo(document)
+        if plot is not None:
+            _write_plot(results, plot)
         return
     console = Console()
     if compare:
@@ -86,12 +106,27 @@ def simulate(
     else:
         console.print(service_table(results[0]))
         console.print(cost_table(results[0]))
+    console.print(routing_table(results))
     if json_out is not None:
         try:
             Path(json_out).write_text(document + "\n", encoding="utf-8")
         except OSError as error:
             _fail(f"{json_out}: cannot write JSON: {error.strerror}")
         console.print(f"JSON written to {json_out}")
+    if plot is not None:
+        _write_plot(results, plot)
+        console.print(f"Plot written to {plot}")
+
+
+def _write_plot(results: list[SimulationResult], plot: str) -> None:
+    """Called after the tables and JSON are out, so an unwritable path costs only the plot."""
+    # matplotlib takes about half a second to import; only runs that plot pay for it.
+    from site_agent.simulation.plot import save_plot  # noqa: PLC0415
+
+    try:
+        save_plot(results, Path(plot))
+    except OSError as error:
+        _fail(f"{plot}: cannot write plot: {error.strerror or error}")
 
 
 @app.command()
@@ -101,7 +136,9 @@ def demo() -> None:
     Today this is the simulated network on the real routing engine; the runtime issue extends it
     to local Ray, the router, the control API and site agents.
     """
-    Console().print("vcc demo: three simulated sites, one workload, three routing policies")
+    Console().print(
+        f"vcc demo: three simulated sites, one workload, {len(COMPARED)} routing policies"
+    )
     simulate(scenario="three-site-demo", compare=True)
 
 
