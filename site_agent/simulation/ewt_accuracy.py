@@ -37,9 +37,7 @@ def ewt_errors(trace: Trace, measured_from: float) -> dict[str, EwtError]:
     ]
     errors: dict[str, EwtError] = {}
     for name, predictions in trace.ewt_predictions.items():
-        diffs = [
-            predictions[i] - actual for i, actual in pairs if math.isfinite(predictions[i])
-        ]
+        diffs = [predictions[i] - actual for i, actual in pairs if math.isfinite(predictions[i])]
         if not diffs:
             errors[name] = EwtError(n=0, mae=None, bias=None)
             continue

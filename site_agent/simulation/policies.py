@@ -86,9 +86,7 @@ class Policy:
                 post_route_after=simulation.post_route_after,
             )
         queues = {
-            queue_id: dataclasses.replace(
-                queue, cost_mode=self.cost_mode, site_selection=selection
-            )
+            queue_id: dataclasses.replace(queue, cost_mode=self.cost_mode, site_selection=selection)
             for queue_id, queue in network.queues.items()
         }
         network = dataclasses.replace(network, queues=queues)

@@ -40,9 +40,7 @@ def test_a_margin_stops_load_flapping_between_sites() -> None:
     assert zero.trace.site_switches > 100
     assert margin.trace.site_switches < 0.5 * zero.trace.site_switches
     # Fewer contacts leave their site: fewer transfers.
-    assert (
-        margin.statistics.network.total.transferred < zero.statistics.network.total.transferred
-    )
+    assert margin.statistics.network.total.transferred < zero.statistics.network.total.transferred
     # Routing between sites at all beats isolated sites; site queues stay below one pool.
     sl = {key: r.statistics.network.total.service_level for key, r in results.items()}
     assert sl["isolated"] is not None and sl["skill-pool"] is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -217,18 +216,3 @@ def test_cli_bad_plot_path_is_one_line_and_exit_2_after_the_tables(
     assert "Offered" in result.stdout and "cheap" in result.stdout  # the run is not lost
     assert result.stderr.splitlines() == [f"vcc: {target}: cannot write plot: {reason}"]
     assert "Traceback" not in result.output
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_cli_unwritable_plot_directory_is_one_line_and_exit_2(
-    scenario_file: Path, tmp_path: Path
-) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    result = runner.invoke(
-        app, ["simulate", "--scenario", str(scenario_file), "--plot", str(locked / "sl.png")]
-    )
-    assert result.exit_code == 2
-    assert result.stderr.splitlines() == [
-        f"vcc: {locked / 'sl.png'}: cannot write plot: Permission denied"
-    ]
