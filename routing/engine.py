@@ -62,6 +62,8 @@ class _Agent:
     reserved: dict[str, Channel] = field(default_factory=dict)
     active: dict[str, Channel] = field(default_factory=dict)
     wrap_up_token: int | None = None
+    handled: int = 0  # contacts finished since login (workload balancing)
+    last_offered: int = 0  # decision number of the last contact offered (round robin)
     groups: list[AgentGroup] = field(default_factory=list)
     entries: dict[int, AgentKey] = field(default_factory=dict)
     scores: dict[int, int] = field(default_factory=dict)
@@ -185,6 +187,7 @@ class Router:
         if agent.presence is not _Presence.LOGGED_OUT:
             raise RoutingError(f"agent {agent_id!r} is already logged in")
         self._set_presence(agent, _Presence.READY if ready else _Presence.NOT_READY)
+        agent.handled = 0
         agent.reason = None if ready else "login"
         agent.changed_at = agent.idle_since = now
         return self._changed(agent, now)
@@ -272,6 +275,7 @@ class Router:
         del agent.active[contact_id]
         del self._delivered[contact_id]
         agent.changed_at = now
+        agent.handled += 1
         duration = queue.wrap_up if wrap_up is None else wrap_up
         if duration > 0 and agent.presence is not _Presence.LOGGED_OUT:
             token = self._next_seq()
@@ -604,6 +608,7 @@ class Router:
         site = self.network.sites[agent.profile.site_id]
         agent.reserved[contact.id] = contact.channel
         agent.changed_at = now
+        agent.last_offered = self._next_seq()
         self._delivered[contact.id] = (agent.profile.id, queue)
         self._requeued[contact.id] = waiting
         self._changed(agent, now, serve=False)
@@ -731,8 +736,13 @@ class Router:
             return
         if load >= agent.profile.capacity_for(spec.channel):
             return
-        if spec.strategy is AgentStrategy.MOST_SKILLED:
+        strategy = spec.strategy
+        if strategy is AgentStrategy.MOST_SKILLED:
             key: AgentKey = (load, -agent.scores[group.number], agent.idle_since, agent.seq)
+        elif strategy is AgentStrategy.FEWEST_CONTACTS:
+            key = (load, agent.handled, agent.idle_since, agent.seq)
+        elif strategy is AgentStrategy.ROUND_ROBIN:
+            key = (load, agent.last_offered, agent.seq)
         else:
             key = (load, agent.idle_since, agent.seq)
         group.add_ready(agent.profile.site_id, key)

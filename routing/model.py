@@ -41,6 +41,10 @@ class AgentStrategy(StrEnum):
 
     LONGEST_IDLE = "longest_idle"
     MOST_SKILLED = "most_skilled"
+    # Workload balancing: the agent who has handled the fewest contacts since logging in.
+    FEWEST_CONTACTS = "fewest_contacts"
+    # Each free agent in turn: the one offered a contact least recently (never offered first).
+    ROUND_ROBIN = "round_robin"
 
 
 class CostMode(StrEnum):
