@@ -453,8 +453,9 @@ class Router:
         waiting.hold_considered = True
         contact, queue = waiting.contact, waiting.queue
         preferred = self._preferred_site(contact)
-        if preferred is None or not any(g.spec.admits_site(preferred) for g in groups):
-            return self._route(waiting, now)  # nothing to prefer: the network's queue
+        if preferred is None or not self._staffs(groups, preferred):
+            # Nothing to prefer, or nobody there for this contact (its language, say).
+            return self._route(waiting, now)
         assignment = self._route_within(waiting, groups, (preferred,), now)
         if assignment is not None:
             return assignment
@@ -464,7 +465,7 @@ class Router:
             bar = math.inf if local is None else local - selection.margin
             better = []
             for site_id in self.network.sites:
-                if site_id == preferred or not any(g.spec.admits_site(site_id) for g in groups):
+                if site_id == preferred or not self._staffs(groups, site_id):
                     continue
                 wait = self._predicted_wait(queue, site_id, now)
                 if wait is not None and wait < bar:
@@ -485,6 +486,13 @@ class Router:
         if selection.post_route_after is not None:
             waiting.hold_until = contact.arrival + selection.post_route_after
         return None
+
+    @staticmethod
+    def _staffs(groups: tuple[AgentGroup, ...], site_id: str) -> bool:
+        """Whether the site has any agent for one of the contact's groups (they carry its
+        required skills, its language say): a site's pulsed wait is per queue, not per
+        contact, so it cannot tell."""
+        return any(group.members_by_site.get(site_id, 0) > 0 for group in groups)
 
     def _best_of(
         self, queue: Queue, contact: Contact, better: list[tuple[float, str]]
@@ -811,6 +819,8 @@ class Router:
                 continue
             agent.groups.append(group)
             agent.scores[group.number] = spec.expression.score(profile.skills)
+            sites = group.members_by_site
+            sites[profile.site_id] = sites.get(profile.site_id, 0) + 1
             if agent.presence is _Presence.READY:
                 group.add_staffed(profile.site_id, +1)
             if agent.presence is not _Presence.LOGGED_OUT:

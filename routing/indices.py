@@ -65,6 +65,8 @@ class AgentGroup:
     waiting_open: SortedList = field(default_factory=SortedList)
     waiting_held: dict[str, SortedList] = field(default_factory=dict)
     _staffed_max: int | None = None
+    # Agents configured with what the group needs, per site, logged in or not.
+    members_by_site: dict[str, int] = field(default_factory=dict)
 
     def add_ready(self, site_id: str, key: AgentKey) -> None:
         self.live[int(key[-1])] = key

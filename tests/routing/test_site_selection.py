@@ -192,3 +192,21 @@ def test_a_site_no_target_admits_is_never_chosen() -> None:
     pulse(router, 0.0, paris=90.0, lyon=0.0, nice=40.0)
     decision = router.offer(contact("c1", origin_site="paris"), 1.0)
     assert decision is not None and decision.site_id == "nice"
+
+
+def test_a_site_where_nobody_works_for_the_contact_is_never_chosen() -> None:
+    # n1 speaks no spanish: nice's short pulsed wait is for the queue, not for this caller.
+    queue = {"id": "q", "targets": [{"skills": "billing"}], "site_selection": {"margin": 0.0}}
+    doc = network_doc(queue)
+    doc["skills"] = ["billing", "spanish"]
+    doc["agents"] = [
+        {"id": "p1", "site": "paris", "skills": {"billing": 5, "spanish": 5}},
+        {"id": "l1", "site": "lyon", "skills": {"billing": 5, "spanish": 5}},
+        {"id": "n1", "site": "nice", "skills": {"billing": 5}},
+    ]
+    router = router_with(network_from_dict(doc), "n1")
+    pulse(router, 0.0, paris=90.0, lyon=60.0, nice=0.0)
+    spanish = contact("c1", origin_site="paris", required_skills={"spanish": 3})
+    assert router.offer(spanish, 1.0) is None
+    assert router.site_load("q", "lyon").waiting == 1  # the better site that can serve it
+    assert router.site_load("q", "nice").waiting == 0
