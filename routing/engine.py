@@ -429,13 +429,43 @@ class Router:
         self, waiting: _Waiting, groups: tuple[AgentGroup, ...], sites: tuple[str, ...], now: float
     ) -> Assignment | None:
         """A free agent at the first of ``sites`` that has one (a contact held or queued there)."""
-        for site_id in sites:
-            for index, group in enumerate(groups):
-                if site_id in group.free_sites:
-                    key = group.best_ready(site_id)
-                    assert key is not None
-                    return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
-        return None
+        found = self._first_free(groups, sites)
+        if found is None:
+            return None
+        position, index = found
+        return self._assign_at(waiting, groups, sites[position], index, now)
+
+    @staticmethod
+    def _first_free(
+        groups: tuple[AgentGroup, ...], sites: tuple[str, ...]
+    ) -> tuple[int, int] | None:
+        """(position in ``sites``, target index) of the first site with a free agent in one of
+        the groups, earlier targets first at a site; a set lookup per site and group."""
+        free = [(index, group.free_sites) for index, group in enumerate(groups) if group.free_sites]
+        if not free:
+            return None
+        return next(
+            (
+                (position, index)
+                for position, site_id in enumerate(sites)
+                for index, free_sites in free
+                if site_id in free_sites
+            ),
+            None,
+        )
+
+    def _assign_at(
+        self,
+        waiting: _Waiting,
+        groups: tuple[AgentGroup, ...],
+        site_id: str,
+        index: int,
+        now: float,
+    ) -> Assignment:
+        """The best free agent of target ``index`` at a site known to have one."""
+        key = groups[index].best_ready(site_id)
+        assert key is not None
+        return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
 
     def _select_site(
         self,
@@ -453,7 +483,7 @@ class Router:
         waiting.hold_considered = True
         contact, queue = waiting.contact, waiting.queue
         preferred = self._preferred_site(contact)
-        if preferred is None or not self._staffs(groups, preferred):
+        if preferred is None or not self._has_agents_for(groups, preferred):
             # Nothing to prefer, or nobody there for this contact (its language, say).
             return self._route(waiting, now)
         assignment = self._route_within(waiting, groups, (preferred,), now)
@@ -465,7 +495,7 @@ class Router:
             bar = math.inf if local is None else local - selection.margin
             better = []
             for site_id in self.network.sites:
-                if site_id == preferred or not self._staffs(groups, site_id):
+                if site_id == preferred or not self._has_agents_for(groups, site_id):
                     continue
                 wait = self._predicted_wait(queue, site_id, now)
                 if wait is not None and wait < bar:
@@ -488,15 +518,13 @@ class Router:
         return None
 
     @staticmethod
-    def _staffs(groups: tuple[AgentGroup, ...], site_id: str) -> bool:
+    def _has_agents_for(groups: tuple[AgentGroup, ...], site_id: str) -> bool:
         """Whether the site has any agent for one of the contact's groups (they carry its
         required skills, its language say): a site's pulsed wait is per queue, not per
         contact, so it cannot tell."""
         return any(group.members_by_site.get(site_id, 0) > 0 for group in groups)
 
-    def _best_of(
-        self, queue: Queue, contact: Contact, better: list[tuple[float, str]]
-    ) -> str:
+    def _best_of(self, queue: Queue, contact: Contact, better: list[tuple[float, str]]) -> str:
         """Among sites predicted better enough: the shortest wait, or for a least-cost queue
         the cheapest of those predicted within the service level (else the shortest wait)."""
         if queue.cost_mode is CostMode.LEAST_COST:
@@ -540,20 +568,11 @@ class Router:
         # have one (a busy centre), the lowest-ranked of those few.
         found: tuple[int, int] | None = None  # (position in order, target index)
         free = [(index, group) for index, group in enumerate(groups) if group.free_sites]
-        if free:
-            if sum(len(g.free_sites) for _, g in free) * 4 >= len(order):
-                found = next(
-                    (
-                        (position, index)
-                        for position, site_id in enumerate(order)
-                        for index, group in free
-                        if site_id in group.free_sites
-                    ),
-                    None,
-                )
-            else:
-                rank = self._cost_rank[order]
-                found = min((rank[site], index) for index, g in free for site in g.free_sites)
+        if sum(len(g.free_sites) for _, g in free) * 4 >= len(order):
+            found = self._first_free(groups, order)
+        elif free:
+            rank = self._cost_rank[order]
+            found = min((rank[site], index) for index, g in free for site in g.free_sites)
         # A hold for cheaper sites, only at the first routing and only for sites cheaper than
         # the free agent found, and only with groups that have room at some site.
         holds = []
@@ -577,9 +596,7 @@ class Router:
         if found is None:
             return None
         position, index = found
-        key = groups[index].best_ready(order[position])
-        assert key is not None
-        return self._assign(waiting, self._agent_by_seq[int(key[-1])], index, now)
+        return self._assign_at(waiting, groups, order[position], index, now)
 
     def _sites_by_cost(self, queue: Queue, contact: Contact) -> tuple[str, ...]:
         if contact.origin_site is None:
