@@ -11,8 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from routing.calendar import BusinessHours
+from routing.conditions import (
+    Condition,
+    ConditionError,
+    ConditionSchema,
+    Value,
+    ValueType,
+    parse_condition,
+)
 from routing.model import (
     AgentProfile,
     AgentStrategy,
@@ -22,9 +38,11 @@ from routing.model import (
     Queue,
     Site,
     SiteSelection,
+    StickyAgent,
     Target,
     Tariffs,
 )
+from routing.rules import QUEUE_FUNCTIONS, SITE_FUNCTIONS, SKILL_FUNCTIONS, condition_schema
 from routing.skills import SkillExprError, parse_skill_expr
 
 
@@ -43,6 +61,19 @@ class SiteConfig(_Strict):
     trunk_capacity: int = Field(default=1_000, ge=0)
     agent_cost_per_hour: float = Field(default=0.0, ge=0)
     remote: bool = False
+    hours: BusinessHours | None = Field(
+        default=None,
+        description="Business hours and holidays, in the site's time zone; omitted: always open.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hours_in_site_zone(cls, data: Any) -> Any:
+        """Opening hours are in the site's own zone unless they say otherwise."""
+        if isinstance(data, dict) and isinstance(data.get("hours"), dict):
+            hours = {"timezone": data.get("timezone", "UTC"), **data["hours"]}
+            data = {**data, "hours": hours}
+        return data
 
 
 class TargetConfig(_Strict):
@@ -51,6 +82,10 @@ class TargetConfig(_Strict):
     sites: list[str] | None = Field(default=None, description="Allowed sites; omitted: all.")
     timeout: float | None = Field(
         default=None, gt=0, description="Seconds in this step before the next one also applies."
+    )
+    condition: str | None = Field(
+        default=None,
+        description="Condition on live figures and contact data, e.g. 'queue_length > 25'.",
     )
 
 
@@ -66,6 +101,18 @@ class SiteSelectionConfig(_Strict):
         gt=0,
         allow_inf_nan=False,
         description="Seconds queued at a site before any site may take the contact.",
+    )
+
+
+class StickyConfig(_Strict):
+    remember: float = Field(
+        gt=0, allow_inf_nan=False, description="Seconds a customer's last agent is remembered."
+    )
+    wait: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds a contact waits for that agent to be free before any agent.",
     )
 
 
@@ -86,6 +133,18 @@ class QueueConfig(_Strict):
     wrap_up: float = Field(default=0.0, ge=0)
     site_selection: SiteSelectionConfig | None = Field(
         default=None, description="Preferred site first, others by predicted wait and margin."
+    )
+    answer_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a reserved agent has to answer before the contact is redirected.",
+    )
+    sticky: StickyConfig | None = Field(
+        default=None, description="Last-agent routing for returning customers."
+    )
+    deferrable: bool = Field(
+        default=False, description="Offered only to agents with nothing else to take (e-mail)."
     )
 
 
@@ -140,6 +199,13 @@ class NetworkConfig(_Strict):
     queues: list[QueueConfig] = Field(min_length=1)
     tariffs: TariffConfig = Field(default_factory=TariffConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
+    contact_attributes: dict[str, ValueType] = Field(
+        default_factory=dict,
+        description="Contact data conditions may test, by name and type: contact.NAME.",
+    )
+    lists: dict[str, list[str] | list[float]] = Field(
+        default_factory=dict, description="Named lists conditions test membership of."
+    )
 
 
 def network_from_dict(data: Mapping[str, Any]) -> Network:
@@ -172,6 +238,10 @@ def compile_network(config: NetworkConfig) -> Network:
             for skill in agent.skills
             if skill not in skills
         ]
+    schema = condition_schema(
+        config.contact_attributes,
+        {name: _list_type(values) for name, values in config.lists.items()},
+    )
     targets: dict[str, list[Target]] = {}
     for i, queue in enumerate(config.queues):
         where = f"queues[{i}] ({queue.id})"
@@ -199,12 +269,19 @@ def compile_network(config: NetworkConfig) -> Network:
                 problems.append(f"{where}.targets[{j}]: unknown site(s) {unknown_sites}")
             if target.sites is not None and not target.sites:
                 problems.append(f"{where}.targets[{j}]: empty site list admits nobody")
+            condition = None
+            if target.condition is not None:
+                try:
+                    condition = _condition(target.condition, schema, config)
+                except ConditionError as error:
+                    problems.append(f"{where}.targets[{j}].condition: {error}")
             compiled.append(
                 Target(
                     expression=expression,
                     min_proficiency=target.min_proficiency,
                     sites=None if target.sites is None else frozenset(target.sites),
                     timeout=target.timeout,
+                    condition=condition,
                 )
             )
         targets[queue.id] = compiled
@@ -213,7 +290,18 @@ def compile_network(config: NetworkConfig) -> Network:
         raise ConfigError("invalid network configuration:\n  " + "\n  ".join(problems))
 
     return Network(
-        sites={s.id: Site(**s.model_dump()) for s in config.sites},
+        sites={
+            s.id: Site(
+                id=s.id,
+                region=s.region,
+                timezone=s.timezone,
+                trunk_capacity=s.trunk_capacity,
+                agent_cost_per_hour=s.agent_cost_per_hour,
+                remote=s.remote,
+                hours=s.hours,
+            )
+            for s in config.sites
+        },
         skills=skills,
         agents={
             a.id: AgentProfile(
@@ -240,6 +328,11 @@ def compile_network(config: NetworkConfig) -> Network:
                     margin=q.site_selection.margin,
                     post_route_after=q.site_selection.post_route_after,
                 ),
+                answer_timeout=q.answer_timeout,
+                sticky=None
+                if q.sticky is None
+                else StickyAgent(remember=q.sticky.remember, wait=q.sticky.wait),
+                deferrable=q.deferrable,
             )
             for q in config.queues
         },
@@ -253,7 +346,32 @@ def compile_network(config: NetworkConfig) -> Network:
             transfer_per_minute=config.tariffs.transfer_per_minute,
             transfer_fee=config.tariffs.transfer_fee,
         ),
+        lists={name: frozenset[Value](values) for name, values in config.lists.items()},
     )
+
+
+def _list_type(values: list[str] | list[float]) -> ValueType:
+    return ValueType.STRING if all(isinstance(v, str) for v in values) else ValueType.NUMBER
+
+
+def _condition(text: str, schema: ConditionSchema, config: NetworkConfig) -> Condition:
+    """Parse a target condition and check the arguments of its functions: a skill expression
+    for agent counts, a known site or queue for the others."""
+    condition = parse_condition(text, schema)
+    sites = {s.id for s in config.sites}
+    queues = {q.id for q in config.queues}
+    for call in sorted(condition.functions(), key=str):
+        argument = str(call.args[0].value)
+        if call.function in SKILL_FUNCTIONS:
+            try:
+                parse_skill_expr(argument, frozenset(config.skills))
+            except SkillExprError as error:
+                raise ConditionError(f"{call.function}({argument!r}): {error}") from None
+        elif call.function in SITE_FUNCTIONS and argument not in sites:
+            raise ConditionError(f"{call.function}({argument!r}): unknown site")
+        elif call.function in QUEUE_FUNCTIONS and argument not in queues:
+            raise ConditionError(f"{call.function}({argument!r}): unknown queue")
+    return condition
 
 
 def _overflow_chain(start: str, queues: list[QueueConfig], problems: list[str]) -> list[str]:
@@ -268,9 +386,7 @@ def _overflow_chain(start: str, queues: list[QueueConfig], problems: list[str]) 
                 problems.append(message)
             break
         if by_id[following].channel is not by_id[start].channel:
-            problems.append(
-                f"queues: {chain[-1]!r} overflows to {following!r} of another channel"
-            )
+            problems.append(f"queues: {chain[-1]!r} overflows to {following!r} of another channel")
             break
         chain.append(following)
         following = by_id[following].overflow_to

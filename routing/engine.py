@@ -10,11 +10,14 @@ the sorted indices of :mod:`routing.indices`.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from routing.calendar import ShiftGuardRule
 from routing.costs import expected_cost, sites_by_cost
 from routing.indices import AgentGroup, AgentKey, ContactKey, GroupSpec
 from routing.model import (
@@ -27,12 +30,20 @@ from routing.model import (
     CostMode,
     Network,
     Queue,
+    Redirect,
     SiteSelection,
     Target,
 )
+from routing.rules import RuleContext, skill_calls
 from routing.settings import RouterSettings
 from routing.site_stats import PulseVerdict, SiteBoard, SitePulse
-from routing.skills import Skill, all_of
+from routing.skills import Skill, all_of, parse_skill_expr
+
+NO_ANSWER_REASON = "no answer"
+# Key heads that put a contact before (a callback due at a time the customer chose) or after
+# (deferrable work) every other contact, whatever the queues' priorities.
+_DUE_FIRST = -math.inf
+_DEFERRED = math.inf
 
 
 class RoutingError(ValueError):
@@ -47,8 +58,12 @@ class _Presence(Enum):
 
 class _Timer(Enum):
     TARGET = 0
-    RELEASE_HOLD = 1
+    RELEASE_HOLD = 1  # a least-cost hold, a site-selection queue or a wait for the last agent
     WRAP_UP_END = 2
+    NO_ANSWER = 3
+    SHIFT_GUARD = 4
+    CALLBACK_DUE = 5
+    CALENDAR = 6
 
 
 @dataclass(slots=True, eq=False)
@@ -64,6 +79,9 @@ class _Agent:
     wrap_up_token: int | None = None
     handled: int = 0  # contacts finished since login (workload balancing)
     last_offered: int = 0  # decision number of the last contact offered (round robin)
+    # End-of-shift protection: from this time on the agent gets no new contact.
+    protected_from: float = math.inf
+    shift_token: int = 0
     groups: list[AgentGroup] = field(default_factory=list)
     entries: dict[int, AgentKey] = field(default_factory=dict)
     scores: dict[int, int] = field(default_factory=dict)
@@ -116,6 +134,13 @@ class _Waiting:
     hold_considered: bool = False
     # Where the contact is physically queued, once a site took it in (transfers count from it).
     landed_at: str | None = None
+    # Waiting for the last agent who served the customer (sequence number of that agent).
+    for_agent: int | None = None
+    sticky_considered: bool = False
+    # Targets whose condition has been met (bit per target index).
+    passed: int = 0
+    callback: bool = False
+    offer_token: int = 0
 
 
 _CostKey = tuple[float, float, str | None, str | None]
@@ -175,14 +200,50 @@ class Router:
         self._site_switches: dict[str, int] = dict.fromkeys(network.queues, 0)
         self._queued_at: dict[tuple[str, str], int] = {}
         self._open: dict[str, int] = dict.fromkeys(network.queues, 0)
+        self._queue_length: dict[str, int] = dict.fromkeys(network.queues, 0)
+        # Redirect on no answer: reserved contacts with an answer time-out, and the redirects
+        # made since the host last took them.
+        self._ringing_by_seq: dict[int, _Waiting] = {}
+        self._redirects: list[Redirect] = []
+        # Last-agent routing: each customer's last agent and when that contact ended (oldest
+        # first in ``_remembered``, to forget them), contacts waiting for a given agent.
+        self._last_agent: dict[str, tuple[int, float]] = {}
+        self._remembered: deque[tuple[float, str]] = deque()
+        self._remember_for = max(
+            (q.sticky.remember for q in network.queues.values() if q.sticky), default=0.0
+        )
+        self._customer_of: dict[str, str] = {}
+        self._for_agent: dict[int, list[_Waiting]] = {}
+        # Callbacks the customer asked for at a later time, by waiting sequence number.
+        self._scheduled: dict[int, _Waiting] = {}
+        # Business hours: which sites are closed now; computed at the first event, then kept
+        # up by a timer at each opening or closing.
+        self._agents_by_site: dict[str, list[_Agent]] = {site: [] for site in network.sites}
+        for agent in self._agent_by_seq:
+            self._agents_by_site[agent.profile.site_id].append(agent)
+        self._hours = {s.id: s.hours for s in network.sites.values() if s.hours is not None}
+        self._closed: set[str] = set()
+        self._calendar_pending = bool(self._hours)
+        self._calendar_token = 0
+        self._longest_handle = max(q.expected_handle_time for q in network.queues.values())
+        # Target conditions: the queues that have some, and the agent counts they ask for.
+        self._conditioned = {
+            q.id for q in network.queues.values() if any(t.condition for t in q.targets)
+        }
+        self._skill_groups: dict[tuple[str, str], AgentGroup] = {}
         # Everything a decision needs is built with the configuration, so no offer pays for it.
         for queue in network.queues.values():
             self._groups_for(queue, ())
             self._cost_orders_for(queue)
+            self._condition_groups_for(queue)
 
     # ----------------------------------------------------------------- agent events
 
-    def login(self, agent_id: str, now: float, *, ready: bool = False) -> list[Assignment]:
+    def login(
+        self, agent_id: str, now: float, *, ready: bool = False, shift_end: float | None = None
+    ) -> list[Assignment]:
+        """``shift_end``: when the agent's shift ends, for end-of-shift protection."""
+        self._tick(now)
         agent = self._agent(agent_id)
         if agent.presence is not _Presence.LOGGED_OUT:
             raise RoutingError(f"agent {agent_id!r} is already logged in")
@@ -190,6 +251,14 @@ class Router:
         agent.handled = 0
         agent.reason = None if ready else "login"
         agent.changed_at = agent.idle_since = now
+        self._protect(agent, shift_end, now)
+        return self._changed(agent, now)
+
+    def set_shift_end(self, agent_id: str, shift_end: float | None, now: float) -> list[Assignment]:
+        """The agent's shift end moved (overtime, leaving early); ``None``: no planned end."""
+        self._tick(now)
+        agent = self._logged_in(agent_id)
+        self._protect(agent, shift_end, now)
         return self._changed(agent, now)
 
     def logout(self, agent_id: str, now: float) -> None:
@@ -200,12 +269,15 @@ class Router:
             raise RoutingError(
                 f"agent {agent_id!r} has contacts in progress; set not ready and log out after"
             )
+        self._tick(now)
         self._set_presence(agent, _Presence.LOGGED_OUT)
         agent.wrap_up_token = None
         agent.changed_at = now
         self._changed(agent, now)
+        self._release_waiters(agent, now)
 
     def set_ready(self, agent_id: str, now: float) -> list[Assignment]:
+        self._tick(now)
         agent = self._logged_in(agent_id)
         if agent.presence is not _Presence.READY:
             self._set_presence(agent, _Presence.READY)
@@ -217,14 +289,17 @@ class Router:
 
     def set_not_ready(self, agent_id: str, now: float, reason: str = "break") -> None:
         """Takes effect for new contacts at once; contacts in progress finish normally."""
+        self._tick(now)
         agent = self._logged_in(agent_id)
         self._set_presence(agent, _Presence.NOT_READY)
         agent.reason = reason
         agent.changed_at = now
         self._changed(agent, now)
+        self._release_waiters(agent, now)
 
     def end_wrap_up(self, agent_id: str, now: float) -> list[Assignment]:
         """The agent ends after-contact work before its configured time (or it had none)."""
+        self._tick(now)
         agent = self._logged_in(agent_id)
         if agent.wrap_up_token is None:
             raise RoutingError(f"agent {agent_id!r} is not in after-contact work")
@@ -234,6 +309,7 @@ class Router:
 
     def offer(self, contact: Contact, now: float) -> Assignment | None:
         """A new contact: an agent now (reserved), or ``None`` and the contact waits."""
+        self._tick(now)
         if contact.id in self._waiting or contact.id in self._delivered:
             raise RoutingError(f"contact {contact.id!r} is already being routed")
         queue = self.network.queues.get(contact.queue_id)
@@ -248,7 +324,7 @@ class Router:
         if unknown:
             raise RoutingError(f"contact {contact.id!r} requires unknown skill(s) {unknown}")
         waiting = self._new_waiting(contact, queue)
-        waiting.active = sum(1 for t in waiting.activations if t <= now - contact.arrival)
+        waiting.active = self._targets_reached(waiting, now)
         assignment = self._route(waiting, now)
         if assignment is None:
             self._enqueue(waiting, now)
@@ -260,7 +336,7 @@ class Router:
         if contact_id not in agent.reserved:
             raise RoutingError(f"contact {contact_id!r} is already answered")
         agent.active[contact_id] = agent.reserved.pop(contact_id)
-        del self._requeued[contact_id]
+        self._ringing_by_seq.pop(self._requeued.pop(contact_id).seq, None)
         agent.changed_at = now
 
     def finish(
@@ -272,10 +348,14 @@ class Router:
         agent = self._agent(agent_id)
         if contact_id not in agent.active:
             raise RoutingError(f"contact {contact_id!r} was never answered")
+        self._tick(now)
         del agent.active[contact_id]
         del self._delivered[contact_id]
         agent.changed_at = now
         agent.handled += 1
+        customer = self._customer_of.pop(contact_id, None)
+        if customer is not None:
+            self._remember(customer, agent, now)
         duration = queue.wrap_up if wrap_up is None else wrap_up
         if duration > 0 and agent.presence is not _Presence.LOGGED_OUT:
             token = self._next_seq()
@@ -295,17 +375,21 @@ class Router:
         The contact goes back to the head of its queue (it keeps its arrival time and priority)
         and the agent becomes not ready with ``reason``, as ACDs do on redirect-on-no-answer.
         """
+        self._tick(now)
         agent_id, _ = self._delivery(contact_id)
         agent = self._agent(agent_id)
         if contact_id not in agent.reserved:
             raise RoutingError(f"contact {contact_id!r} was already answered")
         del agent.reserved[contact_id]
         del self._delivered[contact_id]
+        self._customer_of.pop(contact_id, None)
         self._set_presence(agent, _Presence.NOT_READY)
         agent.reason, agent.changed_at = reason, now
         self._changed(agent, now)
+        self._release_waiters(agent, now)
         waiting = self._requeued.pop(contact_id)
-        waiting.active = sum(1 for t in waiting.activations if t <= now - waiting.contact.arrival)
+        self._ringing_by_seq.pop(waiting.seq, None)
+        waiting.active = self._targets_reached(waiting, now)
         if waiting.hold_until <= now:
             # A least-cost hold that ran out while the contact rang: any site may take it now.
             waiting.held_at, waiting.hold_until = (), math.inf
@@ -315,10 +399,14 @@ class Router:
         return assignment
 
     def abandon(self, contact_id: str, now: float) -> list[Assignment]:
-        """The caller hung up, waiting or ringing."""
+        """The caller hung up, waiting or ringing (or cancelled a callback)."""
+        self._tick(now)
         waiting = self._waiting.get(contact_id)
         if waiting is not None:
-            self._dequeue(waiting)
+            if self._scheduled.pop(waiting.seq, None) is not None:
+                del self._waiting[contact_id]
+            else:
+                self._dequeue(waiting)
             return []
         agent_id, _ = self._delivery(contact_id)
         agent = self._agent(agent_id)
@@ -326,9 +414,39 @@ class Router:
             raise RoutingError(f"contact {contact_id!r} is answered; finish it instead")
         del agent.reserved[contact_id]
         del self._delivered[contact_id]
-        self._requeued.pop(contact_id, None)
+        self._customer_of.pop(contact_id, None)
+        ringing = self._requeued.pop(contact_id, None)
+        if ringing is not None:
+            self._ringing_by_seq.pop(ringing.seq, None)
         agent.changed_at = now
         return self._changed(agent, now)
+
+    def request_callback(self, contact_id: str, now: float, *, at: float | None = None) -> None:
+        """The waiting caller leaves the queue and is called back: when it would have reached
+        the head of the queue (``at`` omitted: it keeps its place, and no longer abandons), or
+        at the time the customer chose, when it goes to the head of its queue."""
+        self._tick(now)
+        waiting = self._waiting.get(contact_id)
+        if waiting is None or waiting.seq in self._scheduled:
+            raise RoutingError(f"contact {contact_id!r} is not waiting in a queue")
+        if waiting.queue.channel is not Channel.VOICE:
+            raise RoutingError(f"contact {contact_id!r} is {waiting.queue.channel}, not a call")
+        if at is not None and not (math.isfinite(at) and at >= now):
+            raise RoutingError(f"callback time {at!r} is not a time from now on")
+        waiting.callback = True
+        if at is None:
+            return
+        self._dequeue(waiting)
+        waiting.key = (_DUE_FIRST, at, waiting.seq)
+        self._waiting[contact_id] = waiting
+        self._scheduled[waiting.seq] = waiting
+        self._schedule(at, _Timer.CALLBACK_DUE, waiting.seq, 0)
+
+    def take_redirects(self) -> list[Redirect]:
+        """Contacts taken back from agents who did not answer in time, since the last call:
+        the host stops ringing them (their new assignments came with ``advance``)."""
+        redirects, self._redirects = self._redirects, []
+        return redirects
 
     # ----------------------------------------------------------------- time
 
@@ -346,18 +464,34 @@ class Router:
                 continue
             when, _, kind, ref, token = entry
             if kind is _Timer.WRAP_UP_END:
+                assignments += self._end_wrap_up(self._agent_by_seq[ref], when)
+                continue
+            if kind is _Timer.SHIFT_GUARD:
                 agent = self._agent_by_seq[ref]
-                if agent.wrap_up_token == token:
-                    assignments += self._end_wrap_up(agent, when)
+                self._changed(agent, when)
+                self._release_waiters(agent, when)
                 continue
-            waiting = self._waiting_by_seq.get(ref)
-            if waiting is None:
+            if kind is _Timer.CALENDAR:
+                assignments += self._refresh_calendar(when)
                 continue
-            self._dequeue(waiting)
+            if kind is _Timer.NO_ANSWER:
+                waiting = self._ringing_by_seq[ref]
+                contact_id = waiting.contact.id
+                self._redirects.append(Redirect(contact_id, self._delivered[contact_id][0], when))
+                redirected = self.reject(contact_id, when, reason=NO_ANSWER_REASON)
+                assignments += [redirected] if redirected else []
+                continue
+            if kind is _Timer.CALLBACK_DUE:
+                waiting = self._scheduled.pop(ref)
+                del self._waiting[waiting.contact.id]
+            else:
+                waiting = self._waiting_by_seq[ref]
+                self._dequeue(waiting)
             if kind is _Timer.TARGET:
                 waiting.active = max(waiting.active, token + 1)
             else:
-                waiting.held_at, waiting.hold_until = (), math.inf
+                waiting.held_at, waiting.hold_until, waiting.for_agent = (), math.inf, None
+                waiting.active = max(waiting.active, self._targets_reached(waiting, when))
             assignment = self._route(waiting, when)
             if assignment is None:
                 self._enqueue(waiting, when)
@@ -408,11 +542,50 @@ class Router:
         """A site's statistics; site selection uses them while they are fresh."""
         return self.board.receive(pulse, now)
 
+    def site_open(self, site_id: str) -> bool | None:
+        """Whether the site's business hours have it open (``None``: unknown site)."""
+        if site_id not in self.network.sites:
+            return None
+        return site_id not in self._closed
+
+    def site_status(self, site_id: str, now: float) -> str | None:
+        if site_id not in self.network.sites:
+            return None
+        return str(self.board.status(site_id, now))
+
+    def queue_length(self, queue_id: str) -> int | None:
+        """Contacts waiting for the queue, at every site (ringing ones are not waiting)."""
+        return self._queue_length.get(queue_id)
+
+    def agents(self, queue: Queue, skills: str, *, free: bool) -> int | None:
+        """Agents matching ``skills`` on the queue's channel, free now or in ready presence;
+        only for the skill expressions the queue's target conditions count."""
+        group = self._skill_groups.get((queue.id, skills))
+        if group is None:
+            return None
+        return len(group.live) if free else group.staffed_total
+
+    def predicted_wait(self, queue: Queue, site_id: str, now: float) -> float | None:
+        """The site's own expected wait for the queue from its last trusted pulse; ``None``
+        when its statistics are stale, missing, or it is down."""
+        stats = self.board.trusted_stats(site_id, queue.id, now)
+        return None if stats is None else stats.ewt
+
+    def in_list(self, list_name: str, value: object) -> bool:
+        return value in self.network.lists.get(list_name, frozenset())
+
     # ----------------------------------------------------------------- decisions
 
     def _route(self, waiting: _Waiting, now: float) -> Assignment | None:
-        groups = waiting.groups[: waiting.active]
         queue = waiting.queue
+        if queue.id in self._conditioned:
+            self._gate(waiting, now)
+        groups = waiting.groups[: waiting.active]
+        if queue.sticky is not None and not waiting.sticky_considered:
+            waiting.sticky_considered = True
+            assignment = self._route_sticky(waiting, groups, now)
+            if assignment is not None or waiting.for_agent is not None:
+                return assignment
         if queue.site_selection is not None and not waiting.hold_considered:
             return self._select_site(waiting, groups, queue.site_selection, now)
         if waiting.held_at:
@@ -490,14 +663,14 @@ class Router:
         if assignment is not None:
             return assignment
         choice = preferred
-        local = self._predicted_wait(queue, preferred, now)
+        local = self.predicted_wait(queue, preferred, now)
         if local is None or local > queue.sl_threshold:
             bar = math.inf if local is None else local - selection.margin
             better = []
             for site_id in self.network.sites:
                 if site_id == preferred or not self._has_agents_for(groups, site_id):
                     continue
-                wait = self._predicted_wait(queue, site_id, now)
+                wait = self.predicted_wait(queue, site_id, now)
                 if wait is not None and wait < bar:
                     better.append((wait, site_id))
             if better:
@@ -517,12 +690,84 @@ class Router:
             waiting.hold_until = contact.arrival + selection.post_route_after
         return None
 
-    @staticmethod
-    def _has_agents_for(groups: tuple[AgentGroup, ...], site_id: str) -> bool:
-        """Whether the site has any agent for one of the contact's groups (they carry its
-        required skills, its language say): a site's pulsed wait is per queue, not per
-        contact, so it cannot tell."""
+    def _has_agents_for(self, groups: tuple[AgentGroup, ...], site_id: str) -> bool:
+        """Whether the site is open and has any agent for one of the contact's groups (they
+        carry its required skills, its language say): a site's pulsed wait is per queue, not
+        per contact, so it cannot tell."""
+        if site_id in self._closed:
+            return False
         return any(group.members_by_site.get(site_id, 0) > 0 for group in groups)
+
+    def _route_sticky(
+        self, waiting: _Waiting, groups: tuple[AgentGroup, ...], now: float
+    ) -> Assignment | None:
+        """The customer's last agent, if remembered, qualified and working: now if free, else
+        the contact waits for them (``for_agent``) up to the queue's sticky wait."""
+        sticky, customer = waiting.queue.sticky, waiting.contact.customer_id
+        last = None if customer is None else self._last_agent.get(customer)
+        if sticky is None or last is None or now - last[1] > sticky.remember:
+            return None
+        agent = self._agent_by_seq[last[0]]
+        index = self._target_of(groups, agent)
+        if index is None or not self._may_take_new(agent, now):
+            return None
+        if groups[index].number in agent.entries:  # listed free in that target's group
+            return self._assign(waiting, agent, index, now)
+        if sticky.wait > 0 and agent.presence is _Presence.READY:
+            waiting.for_agent = agent.seq
+            waiting.hold_until = now + sticky.wait
+        return None
+
+    @staticmethod
+    def _target_of(groups: tuple[AgentGroup, ...], agent: _Agent) -> int | None:
+        """The first of the contact's targets the agent qualifies for."""
+        return next((i for i, group in enumerate(groups) if group.number in agent.scores), None)
+
+    def _may_take_new(self, agent: _Agent, now: float) -> bool:
+        """Not protected by the end of its shift, and at a site that is open."""
+        return now < agent.protected_from and agent.profile.site_id not in self._closed
+
+    def _gate(self, waiting: _Waiting, now: float) -> None:
+        """Check the conditions of the targets the contact has reached; a target whose
+        condition is not met is given a group no agent belongs to, so it admits nobody."""
+        queue, contact = waiting.queue, waiting.contact
+        context = RuleContext(self, contact, queue, now)
+        passed = waiting.passed
+        for index, target in enumerate(queue.targets[: waiting.active]):
+            bit = 1 << index
+            if target.condition and not passed & bit and target.condition.evaluate(context):
+                passed |= bit
+        waiting.passed = passed
+        base = self._groups_for(queue, tuple(sorted(contact.required_skills.items())))
+        waiting.groups = tuple(
+            group
+            if target.condition is None or passed & (1 << index)
+            else self._closed_group(group.spec)
+            for index, (group, target) in enumerate(zip(base, queue.targets, strict=True))
+        )
+
+    def _closed_group(self, spec: GroupSpec) -> AgentGroup:
+        spec = dataclasses.replace(spec, sites=frozenset())
+        return self._groups.get(spec) or self._build_group(spec)
+
+    def _condition_groups_for(self, queue: Queue) -> None:
+        """The groups that target conditions count agents of, and the closed twins of the
+        targets' groups (for targets whose condition is not met)."""
+        for target, group in zip(queue.targets, self._groups_for(queue, ()), strict=True):
+            if target.condition is None:
+                continue
+            self._closed_group(group.spec)
+            for skills in skill_calls(target.condition):
+                spec = GroupSpec(
+                    channel=queue.channel,
+                    expression=parse_skill_expr(skills, self.network.skills),
+                    min_proficiency=1,
+                    sites=None,
+                    strategy=queue.strategy,
+                )
+                self._skill_groups[(queue.id, skills)] = self._groups.get(
+                    spec
+                ) or self._build_group(spec)
 
     def _best_of(self, queue: Queue, contact: Contact, better: list[tuple[float, str]]) -> str:
         """Among sites predicted better enough: the shortest wait, or for a least-cost queue
@@ -540,12 +785,6 @@ class Router:
         if contact.origin_site is not None:
             return contact.origin_site
         return self._region_site.get(contact.caller_region)
-
-    def _predicted_wait(self, queue: Queue, site_id: str, now: float) -> float | None:
-        """The site's own expected wait for the queue from its last trusted pulse; ``None``
-        when its statistics are stale, missing, or it is down."""
-        stats = self.board.trusted_stats(site_id, queue.id, now)
-        return None if stats is None else stats.ewt
 
     def _route_least_cost(
         self, waiting: _Waiting, groups: tuple[AgentGroup, ...], now: float
@@ -586,6 +825,8 @@ class Router:
             end = len(order) if found is None else found[0]
             for position in range(end):
                 site_id = order[position]
+                if site_id in self._closed:
+                    continue
                 for group, capacity in holds:
                     room = group.staffed_by_site.get(site_id, 0) * capacity
                     if room >= 1.0 and group.held_at(site_id) + 1.0 <= room:
@@ -636,6 +877,14 @@ class Router:
         agent.last_offered = self._next_seq()
         self._delivered[contact.id] = (agent.profile.id, queue)
         self._requeued[contact.id] = waiting
+        if queue.sticky is not None and contact.customer_id is not None:
+            self._customer_of[contact.id] = contact.customer_id
+        if queue.answer_timeout is not None:
+            waiting.offer_token = agent.last_offered
+            self._ringing_by_seq[waiting.seq] = waiting
+            self._schedule(
+                now + queue.answer_timeout, _Timer.NO_ANSWER, waiting.seq, waiting.offer_token
+            )
         self._changed(agent, now, serve=False)
         tariffs = self.network.tariffs
         landed = waiting.landed_at
@@ -649,6 +898,7 @@ class Router:
             decided_at=now,
             expected_cost=cost.total,
             transfer=landed is not None and landed != site.id,
+            callback=waiting.callback,
         )
 
     def _serve(self, agent: _Agent, now: float) -> list[Assignment]:
@@ -659,6 +909,13 @@ class Router:
             channel, load = agent.available_channel()
             if load < 0:
                 return assignments
+            mine = self._waiting_for(agent, channel, load)
+            if mine is not None:
+                self._dequeue(mine)
+                index = self._target_of(mine.groups, agent)
+                assert index is not None  # checked when it began to wait for the agent
+                assignments.append(self._assign(mine, agent, index, now))
+                continue
             best: tuple[ContactKey, int] | None = None
             for group in agent.groups:
                 spec = group.spec
@@ -680,13 +937,29 @@ class Router:
             self._dequeue(waiting)
             assignments.append(self._assign(waiting, agent, best[1], now))
 
+    def _waiting_for(self, agent: _Agent, channel: Channel | None, load: int) -> _Waiting | None:
+        """The first contact waiting for this agent as its customer's last agent, if the
+        agent can take its channel now: it has waited for them, so it goes first."""
+        waiters = self._for_agent.get(agent.seq)
+        if not waiters:
+            return None
+        fits = [
+            waiting
+            for waiting in waiters
+            if (channel is None or waiting.queue.channel is channel)
+            and load < agent.profile.capacity_for(waiting.queue.channel)
+        ]
+        return min(fits, key=lambda waiting: waiting.key, default=None)
+
     # ----------------------------------------------------------------- bookkeeping
 
     def _new_waiting(self, contact: Contact, queue: Queue) -> _Waiting:
         seq = self._next_seq()
         priority = queue.priority if contact.priority is None else contact.priority
-        if queue.ageing is None:
-            key: ContactKey = (-priority, contact.arrival, seq)
+        if queue.deferrable:
+            key: ContactKey = (_DEFERRED, contact.arrival, seq)
+        elif queue.ageing is None:
+            key = (-priority, contact.arrival, seq)
         else:
             key = (0, contact.arrival - priority * queue.ageing, seq)
         return _Waiting(
@@ -702,6 +975,12 @@ class Router:
     def _enqueue(self, waiting: _Waiting, now: float) -> None:
         self._waiting[waiting.contact.id] = waiting
         self._waiting_by_seq[waiting.seq] = waiting
+        self._queue_length[waiting.queue.id] += 1
+        if waiting.for_agent is not None:
+            # Waiting for one agent only: its targets widen once the wait for them ends.
+            self._for_agent.setdefault(waiting.for_agent, []).append(waiting)
+            self._schedule(waiting.hold_until, _Timer.RELEASE_HOLD, waiting.seq, 0)
+            return
         for group in waiting.groups[: waiting.active]:
             if waiting.held_at:
                 for site_id in waiting.held_at:
@@ -723,6 +1002,10 @@ class Router:
     def _dequeue(self, waiting: _Waiting) -> None:
         del self._waiting[waiting.contact.id]
         del self._waiting_by_seq[waiting.seq]
+        self._queue_length[waiting.queue.id] -= 1
+        if waiting.for_agent is not None:
+            self._for_agent[waiting.for_agent].remove(waiting)
+            return
         for group in waiting.groups[: waiting.active]:
             if waiting.held_at:
                 for site_id in waiting.held_at:
@@ -741,6 +1024,8 @@ class Router:
         for number, old in agent.entries.items():
             self._groups_by_number[number].remove_ready(site_id, old)
         agent.entries.clear()
+        if not self._may_take_new(agent, now):
+            return []
         if serve:
             # Waiting work first: an agent who takes it at once is never listed as free (and
             # unlisted again), which is most of the cost of a busy centre's free-ups.
@@ -783,6 +1068,83 @@ class Router:
             delta = 1 if presence is _Presence.READY else -1
             for group in agent.groups:
                 group.add_staffed(agent.profile.site_id, delta)
+
+    def _protect(self, agent: _Agent, shift_end: float | None, now: float) -> None:
+        """End-of-shift protection: when the agent stops getting new contacts, and a timer
+        then.  Under the overrun rule the longest expected handle time of the network's queues
+        decides, so the guard holds whichever queue's contact the agent would get."""
+        guard = self.settings.shift_guard
+        agent.shift_token = self._next_seq()
+        agent.protected_from = math.inf
+        if guard is None or shift_end is None:
+            return
+        margin = guard.protection_minutes * 60.0
+        if guard.rule is ShiftGuardRule.WINDOW:
+            agent.protected_from = shift_end - margin
+        else:
+            agent.protected_from = min(shift_end, shift_end + margin - self._longest_handle)
+        if agent.protected_from > now:
+            self._schedule(agent.protected_from, _Timer.SHIFT_GUARD, agent.seq, agent.shift_token)
+
+    def _release_waiters(self, agent: _Agent, now: float) -> None:
+        """Contacts waiting for this agent (their customer's last agent) stop waiting at once
+        when the agent can no longer take them: released by a timer due now."""
+        for waiting in self._for_agent.get(agent.seq, ()):
+            waiting.hold_until = now
+            self._schedule(now, _Timer.RELEASE_HOLD, waiting.seq, 0)
+
+    def _remember(self, customer: str, agent: _Agent, now: float) -> None:
+        """The customer's last agent; customers not seen for the longest sticky memory are
+        forgotten, so memory follows the recent customers, not every customer ever."""
+        self._last_agent[customer] = (agent.seq, now)
+        self._remembered.append((now, customer))
+        while self._remembered and self._remembered[0][0] < now - self._remember_for:
+            ended, forgotten = self._remembered.popleft()
+            if self._last_agent.get(forgotten, (0, None))[1] == ended:
+                del self._last_agent[forgotten]
+
+    def _tick(self, now: float) -> None:
+        """Business hours: which sites are open is first worked out at the first event (the
+        engine has no time before); openings and closings after that come by timer."""
+        if self._calendar_pending:
+            self._calendar_pending = False
+            self._refresh_calendar(now)
+
+    def _refresh_calendar(self, now: float) -> list[Assignment]:
+        """Open and close sites by their business hours at ``now``.  Agents of a closing site
+        get no new contact (they finish theirs); contacts queued or held there, or waiting
+        for one of its agents, are released to the other sites; an opening site's free agents
+        take waiting work."""
+        epoch = self.settings.clock_epoch
+        assignments: list[Assignment] = []
+        due = math.inf
+        for site_id, hours in self._hours.items():
+            is_open = hours.is_open(now + epoch)
+            if is_open == (site_id in self._closed):
+                if is_open:
+                    self._closed.discard(site_id)
+                else:
+                    self._closed.add(site_id)
+                for agent in self._agents_by_site[site_id]:
+                    if agent.presence is not _Presence.LOGGED_OUT:
+                        assignments += self._changed(agent, now)
+                    if not is_open:
+                        self._release_waiters(agent, now)
+                if not is_open:
+                    self._release_held_at(site_id, now)
+            change = hours.next_change(now + epoch)
+            if change is not None:
+                due = min(due, max(change - epoch, math.nextafter(now, math.inf)))
+        self._calendar_token += 1
+        if math.isfinite(due):
+            self._schedule(due, _Timer.CALENDAR, 0, self._calendar_token)
+        return assignments
+
+    def _release_held_at(self, site_id: str, now: float) -> None:
+        for waiting in self._waiting.values():
+            if site_id in waiting.held_at:
+                waiting.hold_until = now
+                self._schedule(now, _Timer.RELEASE_HOLD, waiting.seq, 0)
 
     def _end_wrap_up(self, agent: _Agent, now: float) -> list[Assignment]:
         agent.wrap_up_token = None
@@ -846,6 +1208,12 @@ class Router:
                     self._index(agent, group, channel, load)
         return group
 
+    @staticmethod
+    def _targets_reached(waiting: _Waiting, now: float) -> int:
+        """How many of the contact's targets apply after the time it has waited."""
+        elapsed = now - waiting.contact.arrival
+        return sum(1 for activation in waiting.activations if activation <= elapsed)
+
     def _live(self, entry: tuple[float, int, _Timer, int, int]) -> bool:
         """Whether a timer still has work: not for a wrap-up that ended, a contact that left the
         queue, a target already reached or a hold already released (re-queueing a contact
@@ -853,12 +1221,21 @@ class Router:
         _, _, kind, ref, token = entry
         if kind is _Timer.WRAP_UP_END:
             return self._agent_by_seq[ref].wrap_up_token == token
+        if kind is _Timer.SHIFT_GUARD:
+            return self._agent_by_seq[ref].shift_token == token
+        if kind is _Timer.CALENDAR:
+            return self._calendar_token == token
+        if kind is _Timer.NO_ANSWER:
+            ringing = self._ringing_by_seq.get(ref)
+            return ringing is not None and ringing.offer_token == token
+        if kind is _Timer.CALLBACK_DUE:
+            return ref in self._scheduled
         waiting = self._waiting_by_seq.get(ref)
         if waiting is None:
             return False
         if kind is _Timer.TARGET:
             return waiting.active <= token
-        return bool(waiting.held_at)
+        return bool(waiting.held_at) or waiting.for_agent is not None
 
     def _schedule(self, when: float, kind: _Timer, ref: int, token: int) -> None:
         heapq.heappush(self._timers, (when, self._next_seq(), kind, ref, token))

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from routing.calendar import BusinessHours
+from routing.conditions import Condition, Value
 from routing.skills import SkillExpr
 
 
@@ -23,6 +25,8 @@ class Channel(StrEnum):
     VOICE = "voice"
     CHAT = "chat"
     CALLBACK = "callback"
+    # Deferrable work: a queue of e-mails is usually ``deferrable`` (see :class:`Queue`).
+    EMAIL = "email"
 
 
 class AgentState(StrEnum):
@@ -65,6 +69,8 @@ class Site:
     trunk_capacity: int = 1_000
     agent_cost_per_hour: float = 0.0
     remote: bool = False
+    # ``None``: always open.  A closed site takes no new contacts (its agents finish theirs).
+    hours: BusinessHours | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,9 @@ class Target:
     min_proficiency: int = 1
     sites: frozenset[str] | None = None
     timeout: float | None = None
+    # Checked when the contact reaches this step and whenever it is routed again (a later step,
+    # a released hold, a redirect); once met the step stays open to the contact.
+    condition: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,16 @@ class SiteSelection:
 
     margin: float = 0.0
     post_route_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StickyAgent:
+    """Last-agent routing: a returning customer goes to the agent who served them last, if that
+    agent qualifies and is logged in, waiting up to ``wait`` seconds for them to be free; the
+    agent is remembered for ``remember`` seconds after the previous contact ended."""
+
+    remember: float
+    wait: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +157,13 @@ class Queue:
     expected_handle_time: float = 300.0
     wrap_up: float = 0.0
     site_selection: SiteSelection | None = None
+    # Redirect on no answer: a reserved agent who has not answered within this many seconds is
+    # made not ready ("no answer") and the contact goes back to the head of its queue.
+    answer_timeout: float | None = None
+    sticky: StickyAgent | None = None
+    # Deferrable work (e-mail): any contact of a queue that is not deferrable goes first, so
+    # these reach only agents with nothing else to take.
+    deferrable: bool = False
 
     def activation_times(self) -> tuple[float, ...]:
         """Wait (s) at which each target becomes active: cumulative time-outs."""
@@ -188,6 +214,10 @@ class Contact:
     priority: int | None = None
     required_skills: Mapping[str, int] = field(default_factory=dict)
     patience: float = math.inf
+    # Who the customer is (last-agent routing) and what else is known of the contact, for
+    # target conditions (``contact.tier == "gold"``, ``contact.dialled in ["800"]``).
+    customer_id: str | None = None
+    attributes: Mapping[str, Value] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +229,8 @@ class Network:
     agents: Mapping[str, AgentProfile]
     queues: Mapping[str, Queue]
     tariffs: Tariffs
+    # Named lists target conditions test membership of (``caller in vip``).
+    lists: Mapping[str, frozenset[Value]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,3 +245,15 @@ class Assignment:
     decided_at: float
     expected_cost: float
     transfer: bool
+    # The agent calls the customer back (the caller left the queue and kept its place).
+    callback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """The engine took a contact back from a reserved agent who did not answer in time; the
+    agent is not ready and the contact is queued again (or already re-assigned)."""
+
+    contact_id: str
+    agent_id: str
+    at: float

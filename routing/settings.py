@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from routing.calendar import ShiftGuard
 from routing.site_stats import SiteStatusPolicy
 
 
@@ -24,4 +25,16 @@ class RouterSettings(BaseModel):
     site_status: SiteStatusPolicy = Field(
         default_factory=SiteStatusPolicy,
         description="When site statistics pulses are trusted, and the statuses they give.",
+    )
+    clock_epoch: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description=(
+            "Unix time of the engine clock's zero, for business hours: 0 when the clock is "
+            "Unix time (a live router), a day's start for a simulation."
+        ),
+    )
+    shift_guard: ShiftGuard | None = Field(
+        default=None,
+        description="End-of-shift protection: no new contact to an agent about to leave.",
     )
