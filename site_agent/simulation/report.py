@@ -25,6 +25,7 @@ definitions of every measure are in :mod:`site_agent.simulation.statistics`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from rich.table import Table
 
 from site_agent.simulation.ewt_accuracy import ewt_errors
 from site_agent.simulation.experiment import SimulationResult
+from site_agent.simulation.practice import practice_figures
 from site_agent.simulation.statistics import Measures, ScopeStatistics
 
 SCHEMA = "vcc.simulation.v1"
@@ -77,6 +79,7 @@ def _routing_json(result: SimulationResult) -> dict[str, Any]:
             name: {"n": e.n, "mae_seconds": _round(e.mae), "bias_seconds": _round(e.bias)}
             for name, e in errors.items()
         },
+        "practice": dataclasses.asdict(practice_figures(result.trace)),
     }
 
 
@@ -247,4 +250,13 @@ def routing_table(results: Sequence[SimulationResult]) -> Table:
         table.add_row(f"EWT {name} MAE s", *(_seconds(e[name].mae) for e in errors))
         table.add_row(f"EWT {name} bias s", *(_seconds(e[name].bias) for e in errors))
     table.add_row("EWT compared", *(str(next(iter(e.values())).n) for e in errors))
+    practice = [practice_figures(r.trace) for r in results]
+    table.add_row("Redirects (no answer)", *(str(p.redirects) for p in practice))
+    table.add_row("Callbacks taken", *(str(p.callbacks) for p in practice))
+    table.add_row("Returning, same agent", *(_percent(p.last_agent_share) for p in practice))
+    table.add_row("Overtime min/agent", *(_number(p.overtime_minutes) for p in practice))
     return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -15,6 +15,7 @@ checks against queueing theory) staff groups without a shift, who work the whole
 from __future__ import annotations
 
 import math
+from datetime import date, datetime
 
 from pydantic import (
     BaseModel,
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from routing.calendar import load_zone
 from routing.config import (
     AgentConfig,
     ConfigError,
@@ -123,6 +125,26 @@ class TrafficStream(_Strict):
         default=None, gt=0, description="Seconds, exponential; omitted: callers never hang up."
     )
     required_skills: dict[str, int] = Field(default_factory=dict)
+    customers: int | None = Field(
+        default=None,
+        gt=0,
+        description="Callers come from a pool of this many customers (so some return); "
+        "omitted: every caller is new.",
+    )
+    callback_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds of waiting after which callers are offered a callback.",
+    )
+    callback_acceptance: float = Field(
+        default=1.0, ge=0, le=1, description="Share of callers offered a callback who take it."
+    )
+    callback_delay: float | None = Field(
+        default=None,
+        gt=0,
+        description="Callers ask to be called this many seconds after taking the offer; "
+        "omitted: when they reach the head of the queue.",
+    )
 
     _levels = field_validator("required_skills")(check_skill_levels)
 
@@ -178,6 +200,33 @@ class SimulationConfig(_Strict):
     ewt_estimator: str = Field(
         default="erlang_a", description="How sites compute the expected wait in their pulses."
     )
+    first_day: date = Field(
+        default=date(2026, 11, 23),
+        description="The first simulated day (a Monday by default), for business hours.",
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA zone of the simulation clock: 0 is midnight there."
+    )
+    no_answer_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of offers an agent lets ring out (queues need an answer_timeout).",
+    )
+    no_answer_recovery_seconds: float = Field(
+        default=60.0, ge=0, description="Seconds before an agent who did not answer is ready."
+    )
+    shift_protection_minutes: float | None = Field(
+        default=None,
+        ge=0,
+        description="No new contact this close to an agent's shift end; omitted: none.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        load_zone(value)
+        return value
 
     @field_validator("ewt_estimator")
     @classmethod
@@ -193,6 +242,12 @@ class SimulationConfig(_Strict):
                 f"{self.hours} h run to measure"
             )
         return self
+
+    @property
+    def epoch(self) -> float:
+        """Unix time of the simulation clock's zero (midnight of ``first_day`` in ``timezone``)."""
+        midnight = datetime.combine(self.first_day, datetime.min.time(), load_zone(self.timezone))
+        return midnight.timestamp()
 
     @property
     def start(self) -> float:
@@ -258,6 +313,16 @@ class Scenario(_Strict):
                 and group.breaks.count * group.breaks.minutes >= shift_hours * MINUTES_PER_HOUR
             ):
                 problems.append(f"{where}.breaks: breaks take the whole shift")
+        ring = self.simulation.ring_seconds
+        for q in self.queues:
+            if q.answer_timeout is None and self.simulation.no_answer_share > 0:
+                problems.append(f"queues ({q.id}): no_answer_share needs an answer_timeout here")
+            if q.answer_timeout is not None and q.answer_timeout <= ring:
+                problems.append(
+                    f"queues ({q.id}): answer_timeout {q.answer_timeout} s is not longer than "
+                    f"simulation.ring_seconds {ring} s: every offer would be redirected"
+                )
+        channels = {q.id: q.channel for q in self.queues}
         streams: set[str] = set()
         for i, stream in enumerate(self.traffic):
             where = f"traffic[{i}] ({stream.key})"
@@ -268,6 +333,8 @@ class Scenario(_Strict):
                 problems.append(f"{where}.site: unknown site {stream.site!r}")
             if stream.queue not in queues:
                 problems.append(f"{where}.queue: unknown queue {stream.queue!r}")
+            elif stream.callback_after is not None and channels[stream.queue] is not Channel.VOICE:
+                problems.append(f"{where}.callback_after: callbacks are for calls only")
             problems += [
                 f"{where}.required_skills: unknown skill {s!r}"
                 for s in stream.required_skills

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum, auto
 
-from routing.engine import Router
+from routing.calendar import ShiftGuard
+from routing.engine import NO_ANSWER_REASON, Router
 from routing.estimators import ESTIMATORS, EwtEstimator, QueueSnapshot, make_estimator
 from routing.model import AgentState, Assignment, Network
 from routing.settings import RouterSettings
@@ -31,7 +32,7 @@ from site_agent.simulation.policies import Deployment, Policy, Pooling
 from site_agent.simulation.scenario import Scenario
 from site_agent.simulation.shifts import AgentShift, PlannedBreak, plan_shifts
 from site_agent.simulation.trace import AgentRecord, BreakRecord, ContactOutcome, Trace
-from site_agent.simulation.traffic import ScheduledContact, generate_traffic
+from site_agent.simulation.traffic import ScheduledContact, generate_traffic, random_stream
 
 BREAK_REASON = "break"
 # Arrivals over the last this many seconds give a site's arrival rate (Erlang estimators).
@@ -63,7 +64,10 @@ def prepare_workload(scenario: Scenario, seed: int) -> Workload:
 def run_policy(workload: Workload, policy: Policy, settings: RouterSettings) -> Trace:
     """Simulate the workload under one policy."""
     simulation = workload.scenario.simulation
-    deployment = policy.deploy(workload.network, settings, simulation)
+    update: dict[str, object] = {"clock_epoch": simulation.epoch}
+    if simulation.shift_protection_minutes is not None:
+        update["shift_guard"] = ShiftGuard(simulation.shift_protection_minutes)
+    deployment = policy.deploy(workload.network, settings.model_copy(update=update), simulation)
     return _EventLoop(workload, policy, deployment).run()
 
 
@@ -80,6 +84,8 @@ class _Kind(Enum):
     SHIFT_END = auto()
     AGENT_FREE = auto()
     PULSE = auto()
+    CALLBACK_OFFER = auto()
+    NO_ANSWER_RECOVERY = auto()
 
 
 class _Duty(Enum):
@@ -119,6 +125,9 @@ class _EventLoop:
         self._predictions = {name: [math.nan] * len(workload.contacts) for name in ESTIMATORS}
         self._end = workload.scenario.simulation.end
         self._ring = workload.scenario.simulation.ring_seconds
+        self._no_answer_share = simulation.no_answer_share
+        self._recovery = simulation.no_answer_recovery_seconds
+        self._last_agent_of: dict[str, str] = {}
         self._wrap_up = {q.id: q.wrap_up for q in workload.network.queues.values()}
         self._contacts = workload.contacts
         self._outcomes = tuple(ContactOutcome() for _ in workload.contacts)
@@ -142,6 +151,8 @@ class _EventLoop:
             _Kind.SHIFT_END: self._shift_end,
             _Kind.AGENT_FREE: self._agent_free,
             _Kind.PULSE: self._pulse,
+            _Kind.CALLBACK_OFFER: self._offer_callback,
+            _Kind.NO_ANSWER_RECOVERY: self._recover,
         }
 
     def run(self) -> Trace:
@@ -157,7 +168,9 @@ class _EventLoop:
             if min(event_time, timer_time) >= self._end:
                 break
             if router is not None and timer_time <= event_time:
-                self._reserve(router.advance(timer_time), timer_time)
+                assignments = router.advance(timer_time)
+                self._redirected(router, timer_time)
+                self._reserve(assignments, timer_time)
                 continue
             now, _, kind, ref = heapq.heappop(heap)
             self._handlers[kind](ref, now)
@@ -204,7 +217,8 @@ class _EventLoop:
             self._push(shift.end, _Kind.SHIFT_END, i)
 
     def _reserve(self, assignments: Iterable[Assignment], now: float) -> None:
-        """The engine reserved agents: they ring for the scenario's ring time, then answer."""
+        """The engine reserved agents: they ring for the scenario's ring time, then answer, or
+        (a share of offers) let it ring out until the queue's answer time-out redirects it."""
         for assignment in assignments:
             i = self._index[assignment.contact_id]
             outcome = self._outcomes[i]
@@ -212,7 +226,28 @@ class _EventLoop:
             outcome.serving_site = assignment.site_id
             outcome.transfer = assignment.transfer
             outcome.reserved_at = now
+            if self._no_answer_share and self._rings_out(assignment.contact_id, outcome):
+                continue
             self._push(now + self._ring, _Kind.ANSWER, i)
+
+    def _rings_out(self, contact_id: str, outcome: ContactOutcome) -> bool:
+        """One draw per offer of a contact, the same under every policy (its own stream)."""
+        name = f"{contact_id}/{outcome.redirects}"
+        return (
+            random_stream(self._workload.seed, "no-answer", name).random() < self._no_answer_share
+        )
+
+    def _redirected(self, router: Router, now: float) -> None:
+        """Offers the engine took back for no answer: the contact waits again (or was already
+        re-assigned), the agent is not ready until it recovers."""
+        for redirect in router.take_redirects():
+            outcome = self._outcomes[self._index[redirect.contact_id]]
+            outcome.redirects += 1
+            outcome.agent_id = outcome.serving_site = outcome.reserved_at = None
+            outcome.transfer = False
+            a = self._agent_index[redirect.agent_id]
+            self._push(now + self._recovery, _Kind.NO_ANSWER_RECOVERY, a)
+            self._agent_free(a, now)
 
     def _serving_agent(self, outcome: ContactOutcome) -> _Agent:
         assert outcome.agent_id is not None, "only a delivered contact has an agent"
@@ -236,14 +271,34 @@ class _EventLoop:
             self._reserve((assignment,), now)
         if math.isfinite(scheduled.contact.patience):
             self._push(now + scheduled.contact.patience, _Kind.ABANDON, i)
+        if scheduled.callback_after is not None:
+            self._push(now + scheduled.callback_after, _Kind.CALLBACK_OFFER, i)
+
+    def _offer_callback(self, i: int, now: float) -> None:
+        """The caller, still queued, takes the callback offer and hangs up (it no longer
+        abandons): called when it reaches the head of the queue, or at the time it chose."""
+        outcome = self._outcomes[i]
+        contact = self._contacts[i]
+        router = self._deployment.router_for(contact.site)
+        if outcome.resolved or outcome.agent_id is not None:
+            return
+        if not router.is_waiting(contact.contact.id):
+            return
+        delay = contact.callback_delay
+        router.request_callback(contact.contact.id, now, at=None if delay is None else now + delay)
+        outcome.callback_at = now
 
     def _answer(self, i: int, now: float) -> None:
         outcome = self._outcomes[i]
         if outcome.abandoned_at is not None:
             return  # the caller hung up while it rang
         agent = self._serving_agent(outcome)
-        agent.router.answer(self._contacts[i].contact.id, now)
+        contact = self._contacts[i].contact
+        agent.router.answer(contact.id, now)
         outcome.answered_at = now
+        if contact.customer_id is not None:
+            outcome.previous_agent = self._last_agent_of.get(contact.customer_id)
+            self._last_agent_of[contact.customer_id] = agent.id
         self._push(now + self._contacts[i].handle_time, _Kind.FINISH, i)
 
     def _finish(self, i: int, now: float) -> None:
@@ -256,8 +311,8 @@ class _EventLoop:
 
     def _abandon(self, i: int, now: float) -> None:
         outcome = self._outcomes[i]
-        if outcome.resolved:
-            return  # answered before patience ran out
+        if outcome.resolved or outcome.callback_at is not None:
+            return  # answered before patience ran out, or waiting for its callback
         contact_id, site = self._contacts[i].contact.id, self._contacts[i].site
         if outcome.agent_id is None:
             self._reserve(self._deployment.router_for(site).abandon(contact_id, now), now)
@@ -275,7 +330,8 @@ class _EventLoop:
         agent = self._agents[a]
         agent.record.login_at = now
         agent.duty = _Duty.WORKING
-        self._reserve(agent.router.login(agent.id, now, ready=True), now)
+        shift_end = agent.record.shift.end
+        self._reserve(agent.router.login(agent.id, now, ready=True, shift_end=shift_end), now)
 
     def _break_start(self, b: int, now: float) -> None:
         a, planned = self._breaks[b]
@@ -319,6 +375,14 @@ class _EventLoop:
                 pulse = SitePulse(site_id, self._pulse_sequence, now, queues)
                 router.receive_pulse(pulse, now)
         self._push(now + self._pulse_every, _Kind.PULSE, 0)
+
+    def _recover(self, a: int, now: float) -> None:
+        """An agent made not ready for letting a contact ring out is ready again, unless a
+        break or the end of the shift came meanwhile."""
+        agent = self._agents[a]
+        router = agent.router
+        if agent.duty is _Duty.WORKING and router.agent_reason(agent.id) == NO_ANSWER_REASON:
+            self._reserve(router.set_ready(agent.id, now), now)
 
     def _agent_free(self, a: int, now: float) -> None:
         """Start a pending break or log out, if the agent has no contact or wrap-up left."""

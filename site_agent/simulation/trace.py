@@ -24,6 +24,11 @@ class ContactOutcome:
     reserved_at: float | None = None
     answered_at: float | None = None
     abandoned_at: float | None = None
+    # Offers the agent let ring out (redirect on no answer), when the caller took a callback,
+    # and who answered the same customer's previous contact in the run.
+    redirects: int = 0
+    callback_at: float | None = None
+    previous_agent: str | None = None
 
     @property
     def resolved(self) -> bool:

@@ -25,6 +25,11 @@ class ScheduledContact:
     site: str
     stream: str
     handle_time: float
+    # Seconds of waiting after which the caller takes a callback if still queued (``None``:
+    # not offered one, or declines it), and how long after that it wants the call (``None``:
+    # when it reaches the head of the queue).
+    callback_after: float | None = None
+    callback_delay: float | None = None
 
 
 def random_stream(seed: int, purpose: str, name: str) -> random.Random:
@@ -37,11 +42,13 @@ def generate_traffic(scenario: Scenario, seed: int) -> tuple[ScheduledContact, .
     """All contacts arriving during the run, in arrival order, with ids ``c1``, ``c2``..."""
     start, end = scenario.simulation.start, scenario.simulation.end
     channels = {q.id: q.channel for q in scenario.queues}
-    drawn: list[tuple[float, int, TrafficStream, float, float]] = []
+    drawn: list[tuple[float, int, TrafficStream, float, float, _Extras]] = []
     for order, stream in enumerate(scenario.traffic):
         arrivals = arrival_times(stream, start, end, random_stream(seed, "arrivals", stream.key))
         handle_rng = random_stream(seed, "handle", stream.key)
         patience_rng = random_stream(seed, "patience", stream.key)
+        customer_rng = random_stream(seed, "customers", stream.key)
+        callback_rng = random_stream(seed, "callbacks", stream.key)
         for arrival in arrivals:
             handle = stream.handle_time.sample(handle_rng)
             patience = (
@@ -49,7 +56,16 @@ def generate_traffic(scenario: Scenario, seed: int) -> tuple[ScheduledContact, .
                 if stream.mean_patience is None
                 else patience_rng.expovariate(1.0 / stream.mean_patience)
             )
-            drawn.append((arrival, order, stream, handle, patience))
+            extras = _Extras(
+                customer=None
+                if stream.customers is None
+                else f"{stream.key}#{customer_rng.randrange(stream.customers)}",
+                callback_after=stream.callback_after
+                if stream.callback_after is not None
+                and callback_rng.random() < stream.callback_acceptance
+                else None,
+            )
+            drawn.append((arrival, order, stream, handle, patience, extras))
     drawn.sort(key=lambda item: (item[0], item[1]))
     return tuple(
         ScheduledContact(
@@ -62,13 +78,25 @@ def generate_traffic(scenario: Scenario, seed: int) -> tuple[ScheduledContact, .
                 origin_site=stream.site,
                 required_skills=dict(stream.required_skills),
                 patience=patience,
+                customer_id=extras.customer,
             ),
             site=stream.site,
             stream=stream.key,
             handle_time=handle,
+            callback_after=extras.callback_after,
+            callback_delay=stream.callback_delay,
         )
-        for number, (arrival, _, stream, handle, patience) in enumerate(drawn, start=1)
+        for number, (arrival, _, stream, handle, patience, extras) in enumerate(drawn, start=1)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Extras:
+    """Draws that only some streams make (each from its own random stream, so a stream that
+    makes none draws the very same arrivals, talk times and patience as before)."""
+
+    customer: str | None
+    callback_after: float | None
 
 
 def arrival_times(
