@@ -912,6 +912,7 @@ class Router:
             mine = self._waiting_for(agent, channel, load)
             if mine is not None:
                 self._dequeue(mine)
+                mine.for_agent, mine.hold_until = None, math.inf
                 index = self._target_of(mine.groups, agent)
                 assert index is not None  # checked when it began to wait for the agent
                 assignments.append(self._assign(mine, agent, index, now))

@@ -123,3 +123,24 @@ def test_last_agent_must_still_qualify(
     router.login("a1", 1.0, ready=True)
     assert served_by(router, call, "c1", 5.0, queue_id="s", customer_id="alice") == "a3"
     assert served_by(router, call, "c2", 50.0, customer_id="alice") == "a1"
+
+
+def test_a_contact_served_by_its_last_agent_and_then_redirected_waits_for_anyone(
+    make_network: Factory, agent: Factory, queue: Factory, call: Factory
+) -> None:
+    """Once taken off the agent's own waiting list, a contact that rings out there goes back
+    to the queue for any agent, not to the same agent's list again."""
+    router = Router(sticky_network(make_network, agent, queue, remember=3600.0, wait=30.0))
+    router.login("a1", 0.0, ready=True)
+    router.login("a2", 1.0, ready=True)
+    served_by(router, call, "c1", 5.0, customer_id="alice")
+    router.offer(call("x", arrival=20.0), 20.0)  # a2
+    router.answer("x", 20.0)
+    router.offer(call("y", arrival=21.0), 21.0)  # a1
+    router.answer("y", 21.0)
+    assert router.offer(call("c2", arrival=30.0, customer_id="alice"), 30.0) is None
+    (mine,) = router.finish("y", 40.0)
+    assert (mine.contact_id, mine.agent_id) == ("c2", "a1")
+    assert router.reject("c2", 45.0) is None  # a1 did not answer; a2 is busy
+    (anyone,) = router.finish("x", 50.0)
+    assert (anyone.contact_id, anyone.agent_id) == ("c2", "a2")
