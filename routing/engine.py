@@ -330,6 +330,33 @@ class Router:
             self._enqueue(waiting, now)
         return assignment
 
+    def adopt(self, contact: Contact, agent_id: str, now: float, *, answered: bool) -> None:
+        """A contact an agent already has, decided outside this router: by a site routing on
+        its own while the router was unreachable, or found in a site's snapshot by a router
+        rebuilding its view.  The site is the truth about its calls, so the agent takes it
+        whatever its load; a contact this router still had queued leaves the queue."""
+        self._tick(now)
+        queue = self.network.queues.get(contact.queue_id)
+        if queue is None:
+            raise RoutingError(f"unknown queue {contact.queue_id!r}")
+        if contact.id in self._delivered:
+            raise RoutingError(f"contact {contact.id!r} is already delivered")
+        agent = self._logged_in(agent_id)
+        waiting = self._waiting.get(contact.id)
+        if waiting is not None:
+            if self._scheduled.pop(waiting.seq, None) is not None:
+                del self._waiting[contact.id]
+            else:
+                self._dequeue(waiting)
+        else:
+            waiting = self._new_waiting(contact, queue)
+        (agent.active if answered else agent.reserved)[contact.id] = queue.channel
+        agent.changed_at = now
+        self._delivered[contact.id] = (agent_id, queue)
+        if not answered:
+            self._requeued[contact.id] = waiting
+        self._changed(agent, now, serve=False)
+
     def answer(self, contact_id: str, now: float) -> None:
         """The reserved agent took the contact (delivery confirmed)."""
         agent = self._agent(self._delivery(contact_id)[0])
@@ -507,6 +534,10 @@ class Router:
     def agent_state_since(self, agent_id: str) -> float:
         """When the agent's state last changed: supervisors' time-in-state."""
         return self._agent(agent_id).changed_at
+
+    def agent_ready(self, agent_id: str) -> bool:
+        """Whether the agent is in the ready presence (takes new work when free)."""
+        return self._agent(agent_id).presence is _Presence.READY
 
     def agent_reason(self, agent_id: str) -> str | None:
         agent = self._agent(agent_id)

@@ -1081,3 +1081,37 @@ def test_routing_error_is_a_value_error(make_network: Factory, agent: Factory) -
     router = Router(make_network(agents=[agent("a1")]))
     with pytest.raises(ValueError, match="unknown agent"):
         router.login("ghost", 0)
+
+
+def test_adopt_records_a_contact_decided_elsewhere(
+    make_network: Any, agent: Any, call: Any
+) -> None:
+    """A site routed a call on its own while the router was away: the router adopts it, the
+    agent is busy with it, and it finishes like any other; a copy still queued leaves."""
+    router = Router(make_network(agents=[agent("a1"), agent("a2")]))
+    router.login("a1", 0.0, ready=True)
+    router.login("a2", 1.0, ready=True)
+    router.set_not_ready("a2", 1.0)
+    router.offer(call("busy"), 2.0)
+    router.answer("busy", 2.0)
+    assert router.offer(call("c1", arrival=3.0), 3.0) is None  # queued here
+    router.set_ready("a2", 3.5)  # a2 takes c1 here...
+    router.abandon("c1", 3.6)  # ...but the site says otherwise: reset
+    assert router.offer(call("c2", arrival=4.0), 4.0) is not None  # a2 again
+    router.adopt(call("c3", arrival=4.5), "a1", 5.0, answered=True)  # a1 had two calls
+    assert router.delivered_to("c3") == "a1"
+    assert router.agent_state("a1") is AgentState.ON_CONTACT
+    router.finish("busy", 6.0)
+    assert router.finish("c3", 7.0) == []
+    assert router.agent_state("a1") is AgentState.READY
+    queued = call("c4", arrival=8.0)
+    router.answer("c2", 8.0)
+    router.offer(call("c5", arrival=8.0), 8.0)  # a1
+    router.answer("c5", 8.0)
+    assert router.offer(queued, 8.0) is None
+    router.adopt(queued, "a2", 9.0, answered=False)  # ringing at a2 by the site's decision
+    assert not router.is_waiting("c4") and router.delivered_to("c4") == "a2"
+    assert router.reject("c4", 10.0) is None  # back to the queue, a2 not ready
+    assert router.is_waiting("c4")
+    with pytest.raises(RoutingError, match="already delivered"):
+        router.adopt(call("c5"), "a2", 11.0, answered=True)
