@@ -101,13 +101,27 @@ class RouterCounters:
 
 
 class GlobalRouter:
-    def __init__(self, network: Network, settings: RouterSettings | None = None) -> None:
+    """One shard of the router (the whole router when ``shards`` is 1).  Shards number their
+    reservations apart (``shard`` modulo ``shards``), so a site can settle any reservation
+    with whichever shard made it and numbers never collide."""
+
+    def __init__(
+        self,
+        network: Network,
+        settings: RouterSettings | None = None,
+        *,
+        shard: int = 0,
+        shards: int = 1,
+    ) -> None:
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} is not one of {shards} shards")
         self.network = network
         self.engine = Router(network, settings)
         self.counters = RouterCounters()
         self._links = {site: _Link() for site in network.sites}
         self._live: dict[str, _Live] = {}
-        self._reservation = 0
+        self._shard, self._shards = shard, shards
+        self._reservation = shard
         self._site_of_agent = {a.id: a.site_id for a in network.agents.values()}
 
     # ----------------------------------------------------------------- inputs
@@ -246,8 +260,10 @@ class GlobalRouter:
         self._live[data.id] = _Live(
             data=data, landed_at=site_id, reservation=reservation, agent_id=agent_id
         )
-        if reservation is not None:
-            self._reservation = max(self._reservation, reservation)
+        if reservation is not None and reservation > self._reservation:
+            # Number the next ones above the site's, in this shard's residue class.
+            steps = -(-(reservation - self._reservation) // self._shards)
+            self._reservation += steps * self._shards
 
     def _end(self, contact_id: str, now: float, out: list[Outbound]) -> None:
         """The call is gone (hung up, or missing from a snapshot), wherever it was."""
@@ -279,7 +295,7 @@ class GlobalRouter:
     def _deliver(self, assignments: Iterable[Assignment], out: list[Outbound]) -> None:
         for assignment in assignments:
             live = self._live[assignment.contact_id]
-            self._reservation += 1
+            self._reservation += self._shards
             live.reservation, live.agent_id = self._reservation, assignment.agent_id
             self.counters.deliveries += 1
             from_site = live.landed_at if live.landed_at != assignment.site_id else None

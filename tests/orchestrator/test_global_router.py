@@ -203,3 +203,28 @@ def test_foreign_sites_and_agents_are_refused(router: GlobalRouter, paris: Site)
     out = paris.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))  # a Lyon agent
     assert [type(m) for _, m in out] == [SnapshotRequest]
     assert router.engine.agent_state("l1") is AgentState.LOGGED_OUT
+
+
+def test_shards_number_reservations_apart() -> None:
+    agents = [agent_config("p1", "paris"), agent_config("p2", "paris")]
+    network = build_network(agents=agents)
+    numbers = []
+    for shard in (0, 1, 2):
+        router = GlobalRouter(network, shard=shard, shards=3)
+        site = Site(router, "paris")
+        site.snapshot(0.0)
+        site.send(1.0, AgentLoggedIn(agent_id="p1", at=1.0, ready=True))
+        site.send(1.0, AgentLoggedIn(agent_id="p2", at=1.0, ready=True))
+        site.snapshot(
+            2.0,
+            agents=[AgentStatus(agent_id="p1", logged_in=True, ready=True),
+                    AgentStatus(agent_id="p2", logged_in=True, ready=True)],
+            contacts=[ContactStatus(contact=data("x"), state="ringing", agent_id="p1",
+                                    reservation=10)],
+        )  # fmt: skip
+        ((_, deliver),) = deliveries(site.send(3.0, ContactArrived(contact=data("c1"), at=3.0)))
+        numbers.append(deliver.reservation)
+    assert [n % 3 for n in numbers] == [0, 1, 2]
+    assert all(n > 10 for n in numbers)
+    with pytest.raises(ValueError, match="shard 3 is not one of 3"):
+        GlobalRouter(network, shard=3, shards=3)
