@@ -64,7 +64,17 @@ def prepare_workload(scenario: Scenario, seed: int) -> Workload:
 def run_policy(workload: Workload, policy: Policy, settings: RouterSettings) -> Trace:
     """Simulate the workload under one policy."""
     simulation = workload.scenario.simulation
-    update: dict[str, object] = {"clock_epoch": simulation.epoch}
+    # The router trusts pulses by the interval the sites actually pulse at (stale after a few
+    # missed ones, down after a watchdog of at least two intervals).
+    status = settings.site_status
+    timing = {
+        "pulse_interval": simulation.pulse_seconds,
+        "watchdog_timeout": max(status.watchdog_timeout, 2 * simulation.pulse_seconds),
+    }
+    update: dict[str, object] = {
+        "clock_epoch": simulation.epoch,
+        "site_status": status.model_copy(update=timing),
+    }
     if simulation.shift_protection_minutes is not None:
         update["shift_guard"] = ShiftGuard(simulation.shift_protection_minutes)
     deployment = policy.deploy(workload.network, settings.model_copy(update=update), simulation)
