@@ -1,0 +1,1 @@
+"""Alembic migrations of the persistence schema; run by ``orchestrator.persistence.upgrade``."""
