@@ -57,6 +57,7 @@ from site_agent.protocol import (
 )
 
 _RESYNC = "resynchronising"
+LINK_DOWN = "site link down"
 
 Outbound = tuple[str, Deliver | TransferOut | Withdraw | Ack | SnapshotRequest]
 """A message for a site: (site id, message)."""
@@ -80,6 +81,8 @@ class _Live:
     landed_at: str
     reservation: int | None = None
     agent_id: str | None = None
+    # Where the call was before the transfer its current reservation ordered.
+    transferred_from: str | None = None
 
 
 @dataclass(slots=True)
@@ -176,9 +179,36 @@ class GlobalRouter:
     def next_timer(self) -> float | None:
         return self.engine.next_timer()
 
-    def disconnected(self, site_id: str) -> None:
-        """The site's link dropped: its next messages start with a snapshot."""
+    def disconnected(self, site_id: str, now: float) -> list[Outbound]:
+        """The site's link dropped: nothing more can be delivered there until its snapshot.
+
+        Its agents are made not ready (the snapshot restores their presence), calls ringing
+        there are taken back and routed again, and calls queued there are left to the site,
+        which routes them locally meanwhile: the router forgets them (another site's agent
+        could not pull them over a dead link), and the snapshot brings back those still
+        waiting."""
         self._links[site_id].synced = False
+        engine = self.engine
+        out: list[Outbound] = []
+        for agent_id, site in self._site_of_agent.items():
+            if site == site_id and engine.agent_state(agent_id) is not AgentState.LOGGED_OUT:
+                engine.set_not_ready(agent_id, now, LINK_DOWN)
+        for contact_id, live in list(self._live.items()):
+            ringing_here = (
+                live.reservation is not None
+                and live.agent_id is not None
+                and (self._site_of_agent[live.agent_id] == site_id)
+            )
+            if ringing_here:
+                live.reservation = live.agent_id = None
+                if live.transferred_from is not None:
+                    live.landed_at, live.transferred_from = live.transferred_from, None
+                decision = engine.reject(contact_id, now, reason=LINK_DOWN)
+                self._deliver([decision] if decision else [], out)
+            elif live.landed_at == site_id and engine.is_waiting(contact_id):
+                del self._live[contact_id]
+                engine.abandon(contact_id, now)
+        return out
 
     def needs_snapshot(self, site_id: str) -> bool:
         return not self._links[site_id].synced
@@ -216,14 +246,16 @@ class GlobalRouter:
                 engine.logout(agent_id, now)
             case WrapUpEnded(agent_id=agent_id):
                 self._own(site_id, agent_id)
-                self._deliver(engine.end_wrap_up(agent_id, now), out)
+                # The router's own wrap-up timer may have ended it first: nothing to do then.
+                if engine.agent_state(agent_id) is AgentState.AFTER_CONTACT_WORK:
+                    self._deliver(engine.end_wrap_up(agent_id, now), out)
             case ContactArrived(contact=data):
                 self._offer(site_id, data, now, out)
             case DeliveryConfirmed(reservation=reservation, contact_id=contact_id):
                 live = self._current(contact_id, reservation)
                 if live is not None:
                     engine.answer(contact_id, now)
-                    live.reservation = None
+                    live.reservation = live.transferred_from = None
                     self.counters.confirmations += 1
             case DeliveryRejected(reservation=reservation, contact_id=contact_id, reason=reason):
                 live = self._current(contact_id, reservation)
@@ -239,6 +271,10 @@ class GlobalRouter:
                 self._end(contact_id, now, out)
             case LocallyRouted(contact=data, agent_id=agent_id):
                 self._own(site_id, agent_id)
+                if self.contact_state(data.id) == "talking" and (
+                    self.engine.delivered_to(data.id) == agent_id
+                ):
+                    return  # a report re-sent after a reconnect (or already in a snapshot)
                 self._forget(data.id, now, out)
                 self._adopt(site_id, data, agent_id, now, reservation=None)
 
@@ -321,7 +357,7 @@ class GlobalRouter:
                         ),
                     )
                 )
-                live.landed_at = assignment.site_id
+                live.landed_at, live.transferred_from = assignment.site_id, from_site
 
     def _resync(self, site_id: str, reason: str) -> list[Outbound]:
         self._links[site_id].synced = False

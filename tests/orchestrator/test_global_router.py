@@ -13,6 +13,7 @@ from site_agent.protocol import (
     Ack,
     AgentLoggedIn,
     AgentNotReady,
+    AgentReady,
     AgentStatus,
     ContactAbandoned,
     ContactArrived,
@@ -27,6 +28,7 @@ from site_agent.protocol import (
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    WrapUpEnded,
 )
 from tests.routing.conftest import agent_config, build_network
 
@@ -228,3 +230,44 @@ def test_shards_number_reservations_apart() -> None:
     assert all(n > 10 for n in numbers)
     with pytest.raises(ValueError, match="shard 3 is not one of 3"):
         GlobalRouter(network, shard=3, shards=3)
+
+
+def test_a_dropped_link_takes_back_what_rang_there_and_leaves_its_queue_to_the_site(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    paris.send(1.0, AgentLoggedIn(agent_id="p1", at=1.0, ready=True))
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    lyon.send(1.5, AgentNotReady(agent_id="l1", at=1.5))
+    # c1 lands at Lyon and rings p1 at Paris (transfer); c2 waits at Paris.
+    ((_, ringing),) = deliveries(lyon.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    assert (ringing.agent_id, ringing.from_site) == ("p1", "lyon")
+    paris.send(3.0, ContactArrived(contact=data("c2"), at=3.0))
+    assert deliveries(router.disconnected("paris", 4.0)) == []  # c1 back in the queue
+    assert router.contact_state("c1") == "queued"
+    assert router.contact_state("c2") is None  # left to Paris, which routes it locally
+    # Lyon's agent takes c1, where the call still is: no transfer; not c2.
+    ((site, again),) = deliveries(lyon.send(5.0, AgentReady(agent_id="l1", at=5.0)))
+    assert (site, again.contact.id, again.agent_id, again.from_site) == ("lyon", "c1", "l1", None)
+    assert router.engine.agent_reason("p1") == "site link down"
+    assert router.needs_snapshot("paris")
+    # Paris's snapshot on reconnect restores p1 and whatever Paris still has queued.
+    paris.snapshot(
+        9.0,
+        agents=[AgentStatus(agent_id="p1", logged_in=True, ready=False, reason="lunch")],
+        contacts=[ContactStatus(contact=data("c3", 8.0), state="queued")],
+    )
+    assert router.engine.agent_reason("p1") == "lunch"
+    assert router.contact_state("c3") == "queued"
+
+
+def test_repeated_reports_and_late_wrap_up_ends_change_nothing(
+    router: GlobalRouter, paris: Site
+) -> None:
+    paris.send(1.0, AgentLoggedIn(agent_id="p1", at=1.0, ready=True))
+    paris.send(2.0, LocallyRouted(contact=data("c1"), agent_id="p1", at=2.0))
+    out = paris.send(3.0, LocallyRouted(contact=data("c1"), agent_id="p1", at=2.0))
+    assert [type(m) for _, m in out] == [Ack]  # no resync for a re-sent report
+    paris.send(4.0, ContactFinished(contact_id="c1", at=4.0, wrap_up=0.0))
+    out = paris.send(5.0, WrapUpEnded(agent_id="p1", at=5.0))  # the router ended it already
+    assert [type(m) for _, m in out] == [Ack]
+    assert router.engine.agent_state("p1") is AgentState.READY
