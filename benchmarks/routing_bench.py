@@ -7,6 +7,9 @@ Run from the repository root::
     python benchmarks/routing_bench.py --quick         # 1k and 20k only, ~15 s
     python benchmarks/routing_bench.py --profile 20k   # cProfile of the 20k steady state
     python benchmarks/routing_bench.py --only 100k --json out.json
+    python benchmarks/routing_bench.py --features      # issue 10's features on (see below)
+    python benchmarks/routing_bench.py --profile 20k --features
+    python benchmarks/routing_bench.py --quick --features=sticky,conditions   # some of them
 
 Configurations: the brief's three (1k agents / 10 sites, 20k / 50, 100k / 200), two probes with
 the agents of the larger ones at 10 sites (to tell growth with agents from growth with sites),
@@ -32,6 +35,32 @@ noisy: the engine's p50 latencies against the 1k configuration beside log(n)/log
 linear scan over all agents for the same offer decision (what the indices replace); a fixed
 reference workload timed in every child while it measures (CPU-speed drift between children);
 and the repeat of the first configuration.
+
+``--features`` builds the same networks (same agents, skills, sites, queues and targets, same
+contact stream) with issue 10's features switched on in a realistic mix, and reports what they
+cost.  Without it nothing changes, so earlier entries of RESULTS.md stay comparable.
+
+- every queue: ``answer_timeout`` (a NO_ANSWER timer at every assignment); 0.2 % of
+  assignments are not answered, so redirects fire and the agent is made ready again 30 s later
+  (``set_ready``, counted in the engine time);
+- a third of the queues ``sticky`` (remember 30 min, wait 10 s); every contact carries a
+  customer id, and 40 % of these queues' contacts come from customers whose contact on the same
+  queue ended within the memory (the rest, new customers from a pool of 10 million);
+- a fifth of the queues carry a condition on their first target (the preferred sites): VIP
+  list, a contact attribute and live figures (queue length, ready agents of a skill);
+- two tail-skill queues are deferrable e-mail (agents get e-mail capacity);
+- every site has business hours (three time zones, weekly timetable, holidays) that keep it
+  open through the virtual window, with ``clock_epoch`` a Monday 09:00 UTC, so the calendar
+  is live without closing anyone (checked and reported);
+- ``ShiftGuard(10)``, and every agent logs in with a shift end 30 min to 4 h past the end of the
+  run (one SHIFT_GUARD timer per agent sits in the engine's timer heap);
+- four queues with ``site_selection`` (margin 30 s, post-routing after 60 s); their pre-routed
+  contacts prefer a site of the caller's region; every site pulses these queues' statistics
+  every 2 s of virtual time (EWT by queue position from ``Router.site_load``).  Pulses are timed
+  apart and kept out of the per-call figures and of decisions/s.
+
+``--features=NAME,...`` switches on only some of them (names in ``FEATURES``), to tell what each
+costs; contacts carry their customer id and attributes whichever are on.
 """
 
 from __future__ import annotations
@@ -40,6 +69,7 @@ import argparse
 import cProfile
 import gc
 import hashlib
+import heapq
 import io
 import itertools
 import json
@@ -54,7 +84,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +93,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sortedcontainers import SortedList
 
+from routing.calendar import ShiftGuard
 from routing.config import network_from_dict
 from routing.costs import expected_cost
 from routing.engine import Router
+from routing.ewt import queue_position_ewt
 from routing.model import (
     AgentState,
     AgentStrategy,
     Assignment,
+    Channel,
     Contact,
     CostMode,
     Network,
     Queue,
 )
+from routing.settings import RouterSettings
+from routing.site_stats import QueueStats, SitePulse
 
 SEED = 20240602
 SKILLS = 50
@@ -85,6 +121,46 @@ PREFERRED_SHARE = 0.8
 LEVEL_BASE = 2
 DEMAND_SIGMA = 0.5
 LANDED_SHARE = 0.2  # share of contacts that already landed at a site (the rest pre-routed)
+
+# --features (issue 10): the mix of features switched on, see the module docstring.
+FEATURES = (
+    "answer_timeout",
+    "sticky",
+    "conditions",
+    "deferrable",
+    "hours",
+    "shift_guard",
+    "site_selection",
+)
+ANSWER_TIMEOUT = 15.0  # s a reserved agent has to answer (every queue)
+NO_ANSWER_SHARE = 0.002  # assignments left ringing: redirected by the engine's timer
+READY_AGAIN_AFTER = 30.0  # s after a no-answer redirect before the agent is ready again
+STICKY_EVERY = 3  # queues k % 3 == 0 route returning customers to their last agent
+STICKY_REMEMBER = 1_800.0
+STICKY_WAIT = 10.0
+RETURNING_SHARE = 0.4  # of a sticky queue's contacts: customers seen on it within the memory
+CUSTOMER_POOL = 10_000_000  # new customers are drawn from this many
+CONDITION_EVERY = 5  # queues k % 5 == 1 carry a condition on their first target
+VIP_LIST = 500  # customers on the VIP list the conditions test
+VIP_SHARE = 0.03  # contacts from a VIP
+TIERS = (("gold", 0.1), ("silver", 0.3), ("bronze", 0.6))  # contact attribute ``tier``
+SITE_SELECTION_QUEUES = (2, 17, 32, 47)  # two SERVICE, two LEAST_COST
+SITE_SELECTION_MARGIN = 30.0
+POST_ROUTE_AFTER = 60.0
+DEFERRABLE_QUEUES = (24, 49)  # tail skills: e-mail, offered only to agents who would idle
+PULSE_INTERVAL = 2.0  # s of virtual time between site statistics pulses (engine default)
+SHIFT_GUARD_MINUTES = 10.0
+SITE_ZONES = ("Europe/London", "Europe/Paris", "Europe/Helsinki")
+# A Monday, 09:00 UTC: 09:00-11:00 local in the three zones, and the sites open 07:00-22:00.
+CLOCK_EPOCH = datetime(2026, 11, 23, 9, 0, tzinfo=UTC).timestamp()
+HOURS: dict[str, Any] = {
+    "weekly": {
+        **{day: ["07:00-22:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+        "sat": ["08:00-18:00"],
+    },
+    "closed": ["2026-12-25", "2027-01-01"],
+    "special_hours": {"2026-12-24": ["07:00-14:00"], "2026-12-31": ["07:00-16:00"]},
+}
 
 
 @dataclass(frozen=True)
@@ -118,8 +194,13 @@ def skill_name(k: int) -> str:
     return f"s{k:02d}"
 
 
-def network_document(sites: int, agents: int, seed: int) -> dict[str, Any]:
-    """A deterministic configuration document (the same input ``vcc`` loads from YAML)."""
+def network_document(
+    sites: int, agents: int, seed: int, *, features: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """A deterministic configuration document (the same input ``vcc`` loads from YAML).
+
+    With ``features``, the same document with issue 10's features added (no extra random draw
+    from the base generator, so agents, queues and tariffs are the same)."""
     rng = random.Random(seed)
     skills = [skill_name(k) for k in range(SKILLS)]
     regions = [f"r{r}" for r in range(REGIONS)]
@@ -177,7 +258,7 @@ def network_document(sites: int, agents: int, seed: int) -> dict[str, Any]:
         }
         for region in regions
     }
-    return {
+    document: dict[str, Any] = {
         "skills": skills,
         "sites": site_docs,
         "queues": queue_docs,
@@ -189,6 +270,60 @@ def network_document(sites: int, agents: int, seed: int) -> dict[str, Any]:
             "transfer_fee": 0.1,
         },
     }
+    if features:
+        add_features(document, features)
+    return document
+
+
+def add_features(document: dict[str, Any], features: frozenset[str]) -> None:
+    """Switch issue 10's features on in a network document (see the module docstring)."""
+    if "hours" in features:
+        for i, site in enumerate(document["sites"]):
+            site["timezone"] = SITE_ZONES[i % len(SITE_ZONES)]
+            site["hours"] = HOURS
+    if "deferrable" in features:
+        for agent in document["agents"]:
+            agent["capacity"] = {"voice": 1, "callback": 1, "email": 1}
+    for k, queue in enumerate(document["queues"]):
+        if "answer_timeout" in features:
+            queue["answer_timeout"] = ANSWER_TIMEOUT
+        if "sticky" in features and k % STICKY_EVERY == 0:
+            queue["sticky"] = {"remember": STICKY_REMEMBER, "wait": STICKY_WAIT}
+        if "conditions" in features and k % CONDITION_EVERY == 1:
+            # The preferred sites' skilled agents take VIPs and gold customers always, others
+            # only while the queue is short and enough of these agents are free.
+            first = queue["targets"][0]
+            first["condition"] = (
+                f'customer in vip or contact.tier == "gold" or (queue_length < 25 and '
+                f'ready("{skill_name(k)}>={LEVEL_BASE + k % 3 + 1}") >= 4)'
+            )
+        if "site_selection" in features and k in SITE_SELECTION_QUEUES:
+            queue["site_selection"] = {
+                "margin": SITE_SELECTION_MARGIN,
+                "post_route_after": POST_ROUTE_AFTER,
+            }
+        if "deferrable" in features and k in DEFERRABLE_QUEUES:
+            queue["channel"] = "email"
+            queue["deferrable"] = True
+    document["contact_attributes"] = {"tier": "string"}
+    document["lists"] = {"vip": [vip_name(v) for v in range(VIP_LIST)]}
+
+
+def feature_set(text: str) -> frozenset[str]:
+    """``--features`` argument: comma-separated names from ``FEATURES``, or ``all``."""
+    if text.strip() == "all":
+        return frozenset(FEATURES)
+    chosen = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(chosen - set(FEATURES))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown feature(s) {unknown}; choose from {', '.join(FEATURES)} or all"
+        )
+    return chosen
+
+
+def vip_name(v: int) -> str:
+    return f"vip{v:04d}"
 
 
 # --------------------------------------------------------------------------- measurement helpers
@@ -320,22 +455,40 @@ class Driver:
     answered: list[str]
     now: float = 0.0
     next_id: int = 0
+    features: Features | None = None
 
-    def new_contact(self) -> Contact:
+    def new_contact(self, *, extras: bool = True) -> Contact:
+        """The next contact; with features on (and ``extras``), also its customer, attributes,
+        channel and preferred site, drawn from the features' own generator."""
         self.next_id += 1
         rng = self.rng
         landed = rng.random() < LANDED_SHARE
+        contact_id = f"c{self.next_id}"
+        queue_id = rng.choices(self.queue_ids, cum_weights=self.queue_cum_weights)[0]
+        region = rng.choice(self.regions)
+        origin = rng.choice(self.site_ids) if landed else None
+        if self.features is None or not extras:
+            return Contact(
+                id=contact_id,
+                queue_id=queue_id,
+                arrival=self.now,
+                caller_region=region,
+                origin_site=origin,
+            )
         return Contact(
-            id=f"c{self.next_id}",
-            queue_id=rng.choices(self.queue_ids, cum_weights=self.queue_cum_weights)[0],
+            id=contact_id,
+            queue_id=queue_id,
             arrival=self.now,
-            caller_region=rng.choice(self.regions),
-            origin_site=rng.choice(self.site_ids) if landed else None,
+            caller_region=region,
+            origin_site=origin,
+            **self.features.contact_fields(contact_id, queue_id, region, origin, self.now),
         )
 
     def take(self, assignments: list[Assignment]) -> None:
-        """The reserved agents answer at once."""
+        """The reserved agents answer at once (with features on, a few let it ring out)."""
         for assignment in assignments:
+            if self.features is not None and not self.features.answers(assignment):
+                continue
             self.router.answer(assignment.contact_id, self.now)
             self.answered.append(assignment.contact_id)
 
@@ -344,6 +497,212 @@ class Driver:
         i = self.rng.randrange(len(answered))
         answered[i], answered[-1] = answered[-1], answered[i]
         return answered.pop()
+
+
+@dataclass
+class Features:
+    """The driver's side of ``--features``: customers and their attributes, assignments left
+    ringing, agents made ready again after a no-answer redirect, site statistics pulses, and
+    counts of what the features did.  It draws from its own generator, so the base contact
+    stream (queue, region, landing site) is the default run's."""
+
+    router: Router
+    network: Network
+    rng: random.Random
+    site_ids: list[str]
+    region_sites: dict[str, list[str]]
+    horizon: float  # virtual time (s) the run is expected to reach
+    enabled: frozenset[str] = frozenset()
+    sticky: frozenset[str] = frozenset()
+    pulsed: tuple[str, ...] = ()  # site-selection queues: what the sites pulse
+    queue_features: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per sticky queue: (ended at, customer) of its finished contacts, oldest first from
+    # ``recent_start``; the customers a returning contact is drawn from.
+    recent: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    recent_start: dict[str, int] = field(default_factory=dict)
+    customer_of: dict[str, tuple[str, str]] = field(default_factory=dict)
+    agent_of: dict[str, str] = field(default_factory=dict)
+    last_agent: dict[str, str] = field(default_factory=dict)
+    expected: dict[str, str] = field(default_factory=dict)
+    ready_again: list[tuple[float, int, str]] = field(default_factory=list)
+    next_pulse: float = 0.0
+    pulse_sequence: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        router: Router,
+        network: Network,
+        seed: int,
+        horizon: float,
+        enabled: frozenset[str],
+    ) -> Features:
+        queues = network.queues.values()
+        region_sites: dict[str, list[str]] = {}
+        for site in sorted(network.sites.values(), key=lambda site: site.id):
+            region_sites.setdefault(site.region, []).append(site.id)
+        queue_features = {
+            q.id: tuple(
+                name
+                for name, on in (
+                    ("sticky", q.sticky is not None),
+                    ("condition", any(t.condition for t in q.targets)),
+                    ("site_selection", q.site_selection is not None),
+                    ("deferrable", q.deferrable),
+                )
+                if on
+            )
+            or ("none",)
+            for q in queues
+        }
+        features = cls(
+            router=router,
+            network=network,
+            rng=random.Random(seed + 2),
+            site_ids=sorted(network.sites),
+            region_sites=region_sites,
+            horizon=horizon,
+            enabled=enabled,
+            sticky=frozenset(q.id for q in queues if q.sticky is not None),
+            pulsed=tuple(sorted(q.id for q in queues if q.site_selection is not None)),
+            queue_features=queue_features,
+        )
+        features.reset_counts()
+        return features
+
+    def reset_counts(self) -> None:
+        self.counts = dict.fromkeys(
+            (
+                "offers",
+                "sticky_offers",
+                "returning",
+                "returning_known",
+                "to_last_agent",
+                "vip",
+                "gold",
+                "unanswered",
+                "redirects",
+                "ready_again",
+                "pulse_rounds",
+                "transfers",
+                "assignments",
+            ),
+            0,
+        )
+
+    def shift_end(self) -> float:
+        """Far enough that end-of-shift protection never starts during the run."""
+        return self.horizon + SHIFT_GUARD_MINUTES * 60.0 + self.rng.uniform(1_800.0, 14_400.0)
+
+    def contact_fields(
+        self, contact_id: str, queue_id: str, region: str, origin: str | None, now: float
+    ) -> dict[str, Any]:
+        rng, counts = self.rng, self.counts
+        queue = self.network.queues[queue_id]
+        counts["offers"] += 1
+        fields: dict[str, Any] = {}
+        if queue.channel is not Channel.VOICE:
+            fields["channel"] = queue.channel
+        customer = None
+        if queue_id in self.sticky:
+            counts["sticky_offers"] += 1
+            recent = self.recent.setdefault(queue_id, [])
+            start = self.recent_start.get(queue_id, 0)
+            while start < len(recent) and recent[start][0] < now - STICKY_REMEMBER:
+                start += 1
+            if start > 1_024 and 2 * start > len(recent):
+                del recent[:start]
+                start = 0
+            self.recent_start[queue_id] = start
+            if start < len(recent) and rng.random() < RETURNING_SHARE:
+                customer = recent[rng.randrange(start, len(recent))][1]
+                counts["returning"] += 1
+                last = self.last_agent.get(customer)
+                if last is not None:
+                    counts["returning_known"] += 1
+                    self.expected[contact_id] = last
+        if customer is None:
+            if rng.random() < VIP_SHARE:
+                customer = vip_name(rng.randrange(VIP_LIST))
+                counts["vip"] += 1
+            else:
+                customer = f"u{rng.randrange(CUSTOMER_POOL)}"
+        fields["customer_id"] = customer
+        draw, tier = rng.random(), TIERS[-1][0]
+        for name, share in TIERS:
+            if draw < share:
+                tier = name
+                break
+            draw -= share
+        counts["gold"] += tier == "gold"
+        fields["attributes"] = {"tier": tier}
+        if origin is None and queue.site_selection is not None:
+            fields["preferred_site"] = rng.choice(self.region_sites[region])
+        self.customer_of[contact_id] = (queue_id, customer)
+        return fields
+
+    def answers(self, assignment: Assignment) -> bool:
+        """Whether the reserved agent answers; the rest ring out (the engine redirects them)."""
+        counts = self.counts
+        counts["assignments"] += 1
+        counts["transfers"] += assignment.transfer
+        if self.expected.pop(assignment.contact_id, None) == assignment.agent_id:
+            counts["to_last_agent"] += 1
+        if "answer_timeout" in self.enabled and self.rng.random() < NO_ANSWER_SHARE:
+            counts["unanswered"] += 1
+            return False
+        self.agent_of[assignment.contact_id] = assignment.agent_id
+        return True
+
+    def finished(self, contact_id: str, now: float) -> None:
+        queue_id, customer = self.customer_of.pop(contact_id)
+        agent_id = self.agent_of.pop(contact_id)
+        if queue_id in self.sticky:
+            self.recent[queue_id].append((now, customer))
+            self.last_agent[customer] = agent_id
+
+    def redirected(self) -> None:
+        """Agents who let a contact ring out are ready again a while later."""
+        for redirect in self.router.take_redirects():
+            self.counts["redirects"] += 1
+            heapq.heappush(
+                self.ready_again,
+                (redirect.at + READY_AGAIN_AFTER, self.counts["redirects"], redirect.agent_id),
+            )
+
+    def due_ready(self, now: float) -> list[str]:
+        due = []
+        while self.ready_again and self.ready_again[0][0] <= now:
+            due.append(heapq.heappop(self.ready_again)[2])
+        self.counts["ready_again"] += len(due)
+        return due
+
+    def pulse(self, now: float, receive_ns: list[int] | None) -> None:
+        """Every site pulses its statistics of the site-selection queues: figures a site's
+        ACD keeps (from ``Router.site_load``) and a queue-position EWT."""
+        self.pulse_sequence += 1
+        self.counts["pulse_rounds"] += 1
+        router, clock = self.router, time.perf_counter_ns
+        for site_id in self.site_ids:
+            queues = {}
+            for queue_id in self.pulsed:
+                load = router.site_load(queue_id, site_id)
+                busy = max(load.staffed - load.ready, 0)
+                queues[queue_id] = QueueStats(
+                    waiting=load.waiting,
+                    ready=load.ready,
+                    staffed=load.staffed,
+                    busy=busy,
+                    sl_in_interval=None,
+                    occupancy=busy / load.staffed if load.staffed else 0.0,
+                    ewt=queue_position_ewt(load.waiting, load.staffed, AHT),
+                )
+            pulse = SitePulse(site_id, self.pulse_sequence, now, queues)
+            start = clock()
+            router.receive_pulse(pulse, now)
+            if receive_ns is not None:
+                receive_ns.append(clock() - start)
 
 
 class GcWatch:
@@ -368,8 +727,10 @@ class GcWatch:
 
 def warm_groups(router: Router, network: Network) -> None:
     """Make the router build the agent groups of every queue target (no contact stays)."""
-    for queue_id in sorted(network.queues):
-        contact = Contact(id=f"warm-{queue_id}", queue_id=queue_id, arrival=-1e9)
+    for queue_id, queue in sorted(network.queues.items()):
+        contact = Contact(
+            id=f"warm-{queue_id}", queue_id=queue_id, arrival=-1e9, channel=queue.channel
+        )
         assignment = router.offer(contact, 0.0)
         if assignment is None:
             router.abandon(contact.id, 0.0)
@@ -377,15 +738,17 @@ def warm_groups(router: Router, network: Network) -> None:
             router.abandon(assignment.contact_id, 0.0)
 
 
-def lazy_group_cost(network: Network) -> dict[str, float]:
+def lazy_group_cost(network: Network, settings: RouterSettings | None = None) -> dict[str, float]:
     """What building the groups costs when agents are logged in first (the engine's lazy path:
     the first contact of each queue target pays for it)."""
-    router = Router(network)
+    router = Router(network, settings)
     for agent_id in network.agents:
         router.login(agent_id, 0.0, ready=True)
     stalls: list[int] = []
-    for queue_id in sorted(network.queues):
-        contact = Contact(id=f"first-{queue_id}", queue_id=queue_id, arrival=-1e9)
+    for queue_id, queue in sorted(network.queues.items()):
+        contact = Contact(
+            id=f"first-{queue_id}", queue_id=queue_id, arrival=-1e9, channel=queue.channel
+        )
         start = time.perf_counter_ns()
         assignment = router.offer(contact, 0.0)
         stalls.append(time.perf_counter_ns() - start)
@@ -406,14 +769,16 @@ def run_config(
     profiler: cProfile.Profile | None = None,
     *,
     lazy_groups: bool = False,
+    features: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Build, warm up and measure one configuration; returns figures as plain data.
 
     With ``profiler``, only the measured cycles run under it (not build, fill or warm-up).
+    With ``features``, those of issue 10's features are on (see the module docstring).
     """
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    document = network_document(scale.sites, scale.agents, seed)
+    document = network_document(scale.sites, scale.agents, seed, features=features)
     t1 = time.perf_counter()
     network = network_from_dict(document)
     t2 = time.perf_counter()
@@ -424,13 +789,30 @@ def run_config(
     # The engine builds a queue target's agent group when a contact first needs it.  Build them
     # all up front, before the logins (one contact per queue with every target already active,
     # withdrawn at once), so that logins index agents into existing groups.
+    settings = (
+        RouterSettings(
+            clock_epoch=CLOCK_EPOCH if "hours" in features else 0.0,
+            shift_guard=ShiftGuard(SHIFT_GUARD_MINUTES) if "shift_guard" in features else None,
+        )
+        if features
+        else None
+    )
     t3 = time.perf_counter()
-    router = Router(network)
+    router = Router(network, settings)
     t4 = time.perf_counter()
     warm_groups(router, network)
+    feats: Features | None = None
+    if features:
+        # The virtual time the run reaches: fill, warm-up and measured cycles (see below).
+        horizon = (FILL * scale.agents + max(ops // 4, 2_000) + ops) * AHT / (FILL * scale.agents)
+        feats = Features.build(router, network, seed, horizon, features)
     t5 = time.perf_counter()
     for agent_id in network.agents:
-        router.login(agent_id, 0.0, ready=True)
+        if "shift_guard" not in features:
+            router.login(agent_id, 0.0, ready=True)
+        else:
+            assert feats is not None
+            router.login(agent_id, 0.0, ready=True, shift_end=feats.shift_end())
     t6 = time.perf_counter()
     rss2 = rss_mb()
 
@@ -451,9 +833,25 @@ def run_config(
         regions=sorted({site.region for site in network.sites.values()}),
         site_ids=sorted(network.sites),
         answered=[],
+        features=feats,
     )
     # Mean time between arrivals that keeps the fill level: contacts leave at busy/AHT per s.
     dt = AHT / (FILL * scale.agents)
+
+    def housekeeping(now: float, ready_ns: list[int] | None, pulse_ns: list[int] | None) -> None:
+        """With features on, after ``advance``: redirected agents ready again, and the sites'
+        statistics pulses when one is due (timed apart, in ``pulse_ns``)."""
+        assert feats is not None
+        feats.redirected()
+        for agent_id in feats.due_ready(now):
+            start = time.perf_counter_ns()
+            assignments = router.set_ready(agent_id, now)
+            if ready_ns is not None:
+                ready_ns.append(time.perf_counter_ns() - start)
+            driver.take(assignments)
+        if feats.pulsed and now >= feats.next_pulse:
+            feats.next_pulse = now + PULSE_INTERVAL
+            feats.pulse(now, pulse_ns)
 
     # Fill to ~90 % of the agents, then warm up (unmeasured) until waits and timers settle.
     fill_start = time.perf_counter()
@@ -461,6 +859,8 @@ def run_config(
     while in_system < FILL * scale.agents:
         driver.now += dt
         driver.take(router.advance(driver.now))
+        if feats is not None:
+            housekeeping(driver.now, None, None)
         contact = driver.new_contact()
         assignment = router.offer(contact, driver.now)
         driver.take([assignment] if assignment else [])
@@ -488,9 +888,21 @@ def run_config(
     cost_orders_before = 0
     cost_orders = router._cost_order
     least_cost_cache_ns: dict[str, list[int]] = {"warm": [], "cold": []}
+    # Features on: set_ready of agents back from a no-answer, pulses received, offers by the
+    # features of their queue.
+    ready_ns: list[int] = []
+    pulse_ns: list[int] = []
+    feature_offer_ns: dict[str, list[int]] = {
+        name: []
+        for name in ("sticky", "condition", "site_selection", "deferrable", "none")
+        if feats is not None
+    }
+    feature_offer_queued: dict[str, int] = dict.fromkeys(feature_offer_ns, 0)
     for cycle in range(-warmup, ops):
         measuring = cycle >= 0
         if cycle == 0:
+            if feats is not None:
+                feats.reset_counts()
             cost_orders_before = len(router._cost_order)
             gc.collect()
             cycle_wall = time.perf_counter()
@@ -505,6 +917,8 @@ def run_config(
         if measuring:
             advance_ns.append(elapsed)
         driver.take(released)
+        if feats is not None:
+            housekeeping(now, ready_ns if measuring else None, pulse_ns if measuring else None)
 
         contact = driver.new_contact()
         # Diagnostics only (engine internals): does this offer find its site cost order cached?
@@ -528,7 +942,11 @@ def run_config(
                 least_cost_cache_ns["cold" if cold else "warm"].append(elapsed)
             if assignment is None:
                 queued_half[2 * cycle // ops] += 1
-        if assignment is not None:
+            if feats is not None:
+                for name in feats.queue_features[contact.queue_id]:
+                    feature_offer_ns[name].append(elapsed)
+                    feature_offer_queued[name] += assignment is None
+        if assignment is not None and (feats is None or feats.answers(assignment)):
             start = clock()
             router.answer(assignment.contact_id, now)
             elapsed = clock() - start
@@ -540,6 +958,8 @@ def run_config(
         start = clock()
         taken = router.finish(finished, now)
         elapsed = clock() - start
+        if feats is not None:
+            feats.finished(finished, now)
         if measuring:
             finish_ns.append(elapsed)
             finish_split_ns["took_waiting" if taken else "idle"].append(elapsed)
@@ -561,16 +981,30 @@ def run_config(
     baseline_ns: list[int] = []
     spent = 0
     while spent < baseline_s * 1e9 and len(baseline_ns) < 2_000:
-        contact = driver.new_contact()
+        contact = driver.new_contact(extras=False)
         start = clock()
         naive.decide(contact, driver.now)
         elapsed = clock() - start
         spent += elapsed
         baseline_ns.append(elapsed)
     peak_rss = peak_rss_mb()
-    lazy = lazy_group_cost(network) if lazy_groups else None
+    lazy = lazy_group_cost(network, settings) if lazy_groups else None
 
-    engine_ns = sum(offer_ns) + sum(answer_ns) + sum(finish_ns) + sum(advance_ns)
+    engine_ns = sum(offer_ns) + sum(answer_ns) + sum(finish_ns) + sum(advance_ns) + sum(ready_ns)
+    extra: dict[str, Any] = {}
+    if feats is not None:
+        extra["features"] = feature_figures(
+            feats,
+            router,
+            network,
+            driver.now,
+            {
+                name: {**summary(ns), "queued": feature_offer_queued[name] / len(ns) if ns else 0}
+                for name, ns in feature_offer_ns.items()
+            },
+            summary(ready_ns),
+            summary(pulse_ns),
+        )
     return {
         "sites": scale.sites,
         "agents": scale.agents,
@@ -616,6 +1050,40 @@ def run_config(
         "cost_order_entries": len(router._cost_order),
         "cost_order_misses": len(router._cost_order) - cost_orders_before,
         "gc_enabled": gc.isenabled(),
+        **extra,
+    }
+
+
+def feature_figures(
+    feats: Features,
+    router: Router,
+    network: Network,
+    end: float,
+    offers: dict[str, dict[str, float]],
+    ready: dict[str, float],
+    pulses: dict[str, float],
+) -> dict[str, Any]:
+    """What the features did during the measured cycles, and the calendar check."""
+    counts = feats.counts
+    closings = [
+        hours.next_change(CLOCK_EPOCH)
+        for site in network.sites.values()
+        if (hours := site.hours) is not None
+    ]
+    open_until = min((c for c in closings if c is not None), default=math.inf) - CLOCK_EPOCH
+    return {
+        "enabled": sorted(feats.enabled),
+        "counts": dict(counts),
+        "offers": offers,
+        "set_ready": ready,
+        "pulse_receive": pulses,
+        "pulse_sites": len(feats.site_ids),
+        "site_switches": sum(router.site_switches(q) for q in feats.pulsed),
+        "virtual_end_s": end,
+        "sites_open_until_s": open_until,
+        "sites_closed_at_end": sum(not router.site_open(s) for s in network.sites),
+        "timers_in_heap": len(router._timers),
+        "remembered_customers": len(router._last_agent),
     }
 
 
@@ -673,7 +1141,14 @@ def code_version() -> str:
     return f"commit {head}{state}; sha256 of {sources}: {digest.hexdigest()[:12]}"
 
 
-def run_child(scale: Scale, ops: int, baseline_s: float, seed: int, lazy: bool) -> dict[str, Any]:
+def run_child(
+    scale: Scale,
+    ops: int,
+    baseline_s: float,
+    seed: int,
+    lazy: bool,
+    features: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """One configuration in a fresh interpreter (clean heap, honest RSS)."""
     command = [
         sys.executable,
@@ -687,6 +1162,7 @@ def run_child(scale: Scale, ops: int, baseline_s: float, seed: int, lazy: bool) 
         "--seed",
         str(seed),
         *(["--lazy-groups"] if lazy else []),
+        *([f"--features={','.join(sorted(features))}"] if features else []),
     ]
     done = subprocess.run(command, check=False, capture_output=True, text=True)
     if done.returncode != 0:
@@ -829,6 +1305,85 @@ def scaling_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def features_label(features: frozenset[str]) -> str:
+    on = [name for name in FEATURES if name in features]
+    return "on" if len(on) == len(FEATURES) else "on: " + ", ".join(on)
+
+
+def features_summary(features: frozenset[str]) -> str:
+    """What ``--features`` switched on, in the order of ``FEATURES``."""
+    queues = ", ".join(f"q{k:02d}" for k in SITE_SELECTION_QUEUES)
+    parts = {
+        "answer_timeout": f"every queue answer_timeout {ANSWER_TIMEOUT:.0f} s "
+        f"({NO_ANSWER_SHARE:.1%} of assignments ring out, agent ready again after "
+        f"{READY_AGAIN_AFTER:.0f} s; set_ready counted in engine time)",
+        "sticky": f"1 queue in {STICKY_EVERY} sticky (remember {STICKY_REMEMBER:.0f} s, wait "
+        f"{STICKY_WAIT:.0f} s; {RETURNING_SHARE:.0%} of its contacts from customers it served "
+        "within the memory)",
+        "conditions": f"1 queue in {CONDITION_EVERY} with a condition on its first target (VIP "
+        f"list of {VIP_LIST}, {VIP_SHARE:.0%} VIP contacts, tier attribute, queue_length, "
+        "ready(skill))",
+        "deferrable": "queues "
+        + ", ".join(f"q{k:02d}" for k in DEFERRABLE_QUEUES)
+        + " deferrable e-mail",
+        "hours": f"business hours in {len(SITE_ZONES)} zones (epoch Monday 09:00 UTC, open "
+        "07:00-22:00 local)",
+        "shift_guard": f"ShiftGuard({SHIFT_GUARD_MINUTES:.0f} min), shift ends past the run",
+        "site_selection": f"site_selection on {queues} (margin {SITE_SELECTION_MARGIN:.0f} s, "
+        f"post-routing {POST_ROUTE_AFTER:.0f} s), every site pulsing every "
+        f"{PULSE_INTERVAL:.0f} s virtual (pulses timed apart, not in the call figures)",
+    }
+    return "; ".join(text for name, text in parts.items() if name in features)
+
+
+def features_table(results: list[dict[str, Any]]) -> str:
+    """With features on: offer latency by the features of the contact's queue (a queue may
+    have several), what the features did, and the pulses' cost (not in the figures above)."""
+    names = ("none", "sticky", "condition", "site_selection", "deferrable")
+    lines = [
+        "Offers by the features of their queue, p50 / p99 / max µs (share of offers, share "
+        "queued); counts over the measured cycles.",
+        "",
+        "| config | "
+        + " | ".join(f"offer {name}" for name in names)
+        + " | sticky offers returning (last agent known) / to last agent | VIP / gold contacts "
+        "| rang out / redirected | set_ready p50 / p99 µs (n) | site switches / transfers "
+        "| pulses: rounds x sites, receive p50 / p99 µs | timers in heap | sites closed "
+        "(virtual end / open until, s) |",
+        "|---|" + "---:|" * (len(names) + 8),
+    ]
+    for r in results:
+        f = r["features"]
+        c = f["counts"]
+        cells = []
+        for name in names:
+            stats = f["offers"][name]
+            cells.append(
+                f"{triple(stats)} ({stats['n'] / r['ops']:.0%}, {stats['queued']:.0%} q.)"
+                if stats["n"]
+                else "-"
+            )
+        sticky = max(c["sticky_offers"], 1)
+        returning = max(c["returning"], 1)
+        ready = f["set_ready"]
+        lines.append(
+            f"| {r['name']} | "
+            + " | ".join(cells)
+            + f" | {c['returning'] / sticky:.0%} ({c['returning_known'] / returning:.0%})"
+            f" / {c['to_last_agent'] / returning:.0%} "
+            f"| {c['vip'] / max(c['offers'], 1):.1%} / {c['gold'] / max(c['offers'], 1):.1%} "
+            f"| {c['unanswered']} / {c['redirects']} "
+            f"| {fmt(ready['p50'])} / {fmt(ready['p99'])} ({ready['n']:.0f}) "
+            f"| {f['site_switches']:,} / {c['transfers']:,} "
+            f"| {c['pulse_rounds']:,} x {f['pulse_sites']}, {fmt(f['pulse_receive']['p50'])} / "
+            f"{fmt(f['pulse_receive']['p99'])} "
+            f"| {f['timers_in_heap']:,} "
+            f"| {f['sites_closed_at_end']} ({fmt(f['virtual_end_s'], 0)} / "
+            f"{fmt(f['sites_open_until_s'], 0)}) |"
+        )
+    return "\n".join(lines)
+
+
 def verdict(results: list[dict[str, Any]]) -> str:
     base = results[0]
     lines = []
@@ -894,15 +1449,17 @@ def verdict(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def profile_config(name: str, ops: int, top: int) -> None:
+def profile_config(name: str, ops: int, top: int, features: frozenset[str] = frozenset()) -> None:
     scale = next(s for s in SCALES if s.name == name)
     profiler = cProfile.Profile()
-    run_config(scale, ops, 0.0, SEED, profiler)
+    run_config(scale, ops, 0.0, SEED, profiler, features=features)
+    on = f", features {features_label(features)}" if features else ""
     for order in ("tottime", "cumulative"):
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
         stats.strip_dirs().sort_stats(order).print_stats(top)
-        print(f"== cProfile of the measured cycles only: {name}, {ops:,} cycles, by {order} ==")
+        title = f"{name}{on}, {ops:,} cycles, by {order}"
+        print(f"== cProfile of the measured cycles only: {title} ==")
         print(out.getvalue())
 
 
@@ -922,18 +1479,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=names, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--lazy-groups", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--features",
+        nargs="?",
+        type=feature_set,
+        const=frozenset(FEATURES),
+        default=frozenset(),
+        metavar="NAME,...",
+        help="issue 10's features on (all, or some of: " + ", ".join(FEATURES) + ")",
+    )
     args = parser.parse_args(argv)
 
     if args.worker is not None:
         scale = next(s for s in SCALES if s.name == args.worker)
         baseline_s = scale.baseline_s if args.baseline_seconds is None else args.baseline_seconds
         result = run_config(
-            scale, args.ops or scale.ops, baseline_s, args.seed, lazy_groups=args.lazy_groups
+            scale,
+            args.ops or scale.ops,
+            baseline_s,
+            args.seed,
+            lazy_groups=args.lazy_groups,
+            features=args.features,
         )
         print(json.dumps(result))
         return 0
     if args.profile is not None:
-        profile_config(args.profile, args.ops or 20_000, 25)
+        profile_config(args.profile, args.ops or 20_000, 25, args.features)
         return 0
 
     started = time.perf_counter()
@@ -943,7 +1514,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in SCALES
         if (s.name in args.only if args.only else (s.quick_ops > 0 or not args.quick))
     ]
-    print("# Routing engine benchmark (issue 2)")
+    on = f"; issue 10 features {features_label(args.features)}" if args.features else ""
+    print(f"# Routing engine benchmark (issue 2{on})")
     print()
     print(f"- command: `{shlex.join(['python', *sys.argv])}`")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
@@ -966,6 +1538,8 @@ def main(argv: list[str] | None = None) -> int:
         "finish(random answered contact); each call timed alone (perf_counter_ns); "
         "decisions/s = cycles / engine time of those calls"
     )
+    if args.features:
+        print(f"- features: {features_summary(args.features)}")
     print(flush=True)
     results: list[dict[str, Any]] = []
     for scale in selected:
@@ -976,7 +1550,7 @@ def main(argv: list[str] | None = None) -> int:
             f"... {scale.name}: {scale.agents:,} agents / {scale.sites} sites, {ops:,} cycles",
             flush=True,
         )
-        result = run_child(scale, ops, baseline_s, args.seed, lazy)
+        result = run_child(scale, ops, baseline_s, args.seed, lazy, args.features)
         results.append(result)
         print(
             f"    build {result['build_s']:.1f} s, fill {result['fill_s']:.1f} s, "
@@ -997,6 +1571,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(scaling_table(results))
     print()
+    if args.features:
+        print("## Features")
+        print()
+        print(features_table(results))
+        print()
     print("## Target: a decision under 100 µs p99 at 20,000 agents, cost growing ≤ log(agents)")
     print()
     print(verdict(results))
