@@ -166,30 +166,54 @@ def _typed(value: object, expected: ValueType) -> Value | None:
     return cast(Value, value) if ok and isinstance(value, _PYTHON_TYPES[expected]) else None
 
 
-def _evaluate(expr: Expr, ctx: ConditionContext) -> Value | None:
-    """``None`` is a missing value; see the module docstring for how it propagates."""
+_Compiled = Callable[["ConditionContext"], Value | None]
+
+
+def _compile(expr: Expr) -> _Compiled:
+    """A condition as nested closures, built once at load time, so that a decision pays
+    neither a tree walk nor pattern matching.  ``None`` is a missing value; see the module
+    docstring for how it propagates."""
     match expr:
-        case Literal(value):
-            return value
+        case Literal(value=constant):
+            return lambda ctx: constant
         case Variable(name, kind):
-            return _typed(ctx.variable(name), kind)
+            return lambda ctx: _typed(ctx.variable(name), kind)
         case Call(function, args, kind):
-            return _typed(ctx.call(function, tuple(a.value for a in args)), kind)
+            values = tuple(a.value for a in args)
+            return lambda ctx: _typed(ctx.call(function, values), kind)
         case Compare(op, left, right):
-            lhs, rhs = _evaluate(left, ctx), _evaluate(right, ctx)
-            return lhs is not None and rhs is not None and bool(_COMPARE[op](lhs, rhs))
-        case Member(value, options):
-            found = _evaluate(value, ctx)
-            return found is not None and any(found == o.value for o in options)
-        case InList(value, list_name):
-            found = _evaluate(value, ctx)
-            return found is not None and bool(ctx.in_list(list_name, found))
+            compare, lhs, rhs = _COMPARE[op], _compile(left), _compile(right)
+
+            def comparison(ctx: ConditionContext) -> Value | None:
+                a, b = lhs(ctx), rhs(ctx)
+                return a is not None and b is not None and bool(compare(a, b))
+
+            return comparison
+        case Member(value=tested, options=options):
+            found, choices = _compile(tested), tuple(o.value for o in options)
+
+            def member(ctx: ConditionContext) -> Value | None:
+                v = found(ctx)
+                return v is not None and any(v == c for c in choices)
+
+            return member
+        case InList(value=tested, list_name=list_name):
+            listed = _compile(tested)
+
+            def in_list(ctx: ConditionContext) -> Value | None:
+                v = listed(ctx)
+                return v is not None and bool(ctx.in_list(list_name, v))
+
+            return in_list
         case Not(part):
-            return _evaluate(part, ctx) is not True
+            inner = _compile(part)
+            return lambda ctx: inner(ctx) is not True
         case And(parts):
-            return all(_evaluate(p, ctx) is True for p in parts)
+            every = tuple(map(_compile, parts))
+            return lambda ctx: all(p(ctx) is True for p in every)
         case Or(parts):
-            return any(_evaluate(p, ctx) is True for p in parts)
+            some = tuple(map(_compile, parts))
+            return lambda ctx: any(p(ctx) is True for p in some)
 
 
 def _format(expr: Expr, bracket: tuple[type, ...] = ()) -> str:
@@ -249,9 +273,17 @@ class Condition:
     same condition can share one evaluation per routing decision."""
 
     expr: Expr
+    _compiled: _Compiled = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", _compile(self.expr))
+
+    def __reduce__(self) -> tuple[type[Condition], tuple[Expr]]:
+        """Pickled (to a router process) as its expression; compiled again on arrival."""
+        return (Condition, (self.expr,))
 
     def evaluate(self, ctx: ConditionContext) -> bool:
-        return _evaluate(self.expr, ctx) is True
+        return self._compiled(ctx) is True
 
     def variables(self) -> frozenset[str]:
         return frozenset(n.name for n in _nodes(self.expr) if isinstance(n, Variable))

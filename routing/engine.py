@@ -11,7 +11,6 @@ the sorted indices of :mod:`routing.indices`.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from routing.rules import RuleContext, skill_calls
 from routing.settings import RouterSettings
 from routing.site_stats import PulseVerdict, SiteBoard, SitePulse
 from routing.skills import Skill, all_of, parse_skill_expr
+from routing.timers import TimerQueue
 
 NO_ANSWER_REASON = "no answer"
 # Key heads that put a contact before (a callback due at a time the customer chose) or after
@@ -137,13 +137,16 @@ class _Waiting:
     # Waiting for the last agent who served the customer (sequence number of that agent).
     for_agent: int | None = None
     sticky_considered: bool = False
-    # Targets whose condition has been met (bit per target index).
+    # Targets whose condition has been met (bit per target index), and whether ``groups``
+    # were built for that.
     passed: int = 0
+    gated: bool = False
     callback: bool = False
     offer_token: int = 0
 
 
 _CostKey = tuple[float, float, str | None, str | None]
+_Entry = tuple[float, int, _Timer, int, int]  # a timer: when, order, kind, what, token
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +177,7 @@ class Router:
         self._delivered: dict[str, tuple[str, Queue]] = {}
         # Queue records of reserved (ringing) contacts, so a rejected delivery is re-queued.
         self._requeued: dict[str, _Waiting] = {}
-        self._timers: list[tuple[float, int, _Timer, int, int]] = []
+        self._timers: TimerQueue[_Entry] = TimerQueue(self._live)
         self._seq = 0
         # Per queue and contact's required skills: the groups of its targets, and when each
         # target activates; both are needed on every offer.
@@ -228,9 +231,12 @@ class Router:
         self._longest_handle = max(q.expected_handle_time for q in network.queues.values())
         # Target conditions: the queues that have some, and the agent counts they ask for.
         self._conditioned = {
-            q.id for q in network.queues.values() if any(t.condition for t in q.targets)
+            q.id: sum(1 << i for i, t in enumerate(q.targets) if t.condition)
+            for q in network.queues.values()
+            if any(t.condition for t in q.targets)
         }
         self._skill_groups: dict[tuple[str, str], AgentGroup] = {}
+        self._closed_twin: dict[int, AgentGroup] = {}
         # Everything a decision needs is built with the configuration, so no offer pays for it.
         for queue in network.queues.values():
             self._groups_for(queue, ())
@@ -479,16 +485,12 @@ class Router:
 
     def next_timer(self) -> float | None:
         """When ``advance`` next has work (a target widening, a hold expiring, wrap-up ending)."""
-        while self._timers and not self._live(self._timers[0]):
-            heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
+        head = self._timers.peek()
+        return None if head is None else float(head[0])
 
     def advance(self, now: float) -> list[Assignment]:
         assignments: list[Assignment] = []
-        while self._timers and self._timers[0][0] <= now:
-            entry = heapq.heappop(self._timers)
-            if not self._live(entry):
-                continue
+        while (entry := self._timers.pop_due(now)) is not None:
             when, _, kind, ref, token = entry
             if kind is _Timer.WRAP_UP_END:
                 assignments += self._end_wrap_up(self._agent_by_seq[ref], when)
@@ -762,24 +764,33 @@ class Router:
         """Check the conditions of the targets the contact has reached; a target whose
         condition is not met is given a group no agent belongs to, so it admits nobody."""
         queue, contact = waiting.queue, waiting.contact
-        context = RuleContext(self, contact, queue, now)
         passed = waiting.passed
-        for index, target in enumerate(queue.targets[: waiting.active]):
-            bit = 1 << index
-            if target.condition and not passed & bit and target.condition.evaluate(context):
-                passed |= bit
-        waiting.passed = passed
+        pending = self._conditioned[queue.id] & ~passed & ((1 << waiting.active) - 1)
+        if pending:
+            context = RuleContext(self, contact, queue, now)
+            for index, target in enumerate(queue.targets[: waiting.active]):
+                bit = 1 << index
+                if pending & bit and target.condition and target.condition.evaluate(context):
+                    passed |= bit
+        if passed == waiting.passed and waiting.gated:
+            return  # nothing new met: the groups built last time still hold
+        waiting.passed, waiting.gated = passed, True
         base = self._groups_for(queue, tuple(sorted(contact.required_skills.items())))
         waiting.groups = tuple(
             group
             if target.condition is None or passed & (1 << index)
-            else self._closed_group(group.spec)
+            else self._closed_group(group)
             for index, (group, target) in enumerate(zip(base, queue.targets, strict=True))
         )
 
-    def _closed_group(self, spec: GroupSpec) -> AgentGroup:
-        spec = dataclasses.replace(spec, sites=frozenset())
-        return self._groups.get(spec) or self._build_group(spec)
+    def _closed_group(self, group: AgentGroup) -> AgentGroup:
+        """The group's twin that admits no site (built once per group)."""
+        closed = self._closed_twin.get(group.number)
+        if closed is None:
+            spec = dataclasses.replace(group.spec, sites=frozenset())
+            closed = self._groups.get(spec) or self._build_group(spec)
+            self._closed_twin[group.number] = closed
+        return closed
 
     def _condition_groups_for(self, queue: Queue) -> None:
         """The groups that target conditions count agents of, and the closed twins of the
@@ -787,7 +798,7 @@ class Router:
         for target, group in zip(queue.targets, self._groups_for(queue, ()), strict=True):
             if target.condition is None:
                 continue
-            self._closed_group(group.spec)
+            self._closed_group(group)
             for skills in skill_calls(target.condition):
                 spec = GroupSpec(
                     channel=queue.channel,
@@ -913,8 +924,9 @@ class Router:
         if queue.answer_timeout is not None:
             waiting.offer_token = agent.last_offered
             self._ringing_by_seq[waiting.seq] = waiting
-            self._schedule(
-                now + queue.answer_timeout, _Timer.NO_ANSWER, waiting.seq, waiting.offer_token
+            entry = (now + queue.answer_timeout, self._next_seq(), _Timer.NO_ANSWER)
+            self._timers.push_after(
+                queue.answer_timeout, (*entry, waiting.seq, waiting.offer_token)
             )
         self._changed(agent, now, serve=False)
         tariffs = self.network.tariffs
@@ -1116,7 +1128,8 @@ class Router:
         else:
             agent.protected_from = min(shift_end, shift_end + margin - self._longest_handle)
         if agent.protected_from > now:
-            self._schedule(agent.protected_from, _Timer.SHIFT_GUARD, agent.seq, agent.shift_token)
+            entry = (agent.protected_from, self._next_seq(), _Timer.SHIFT_GUARD, agent.seq)
+            self._timers.push_rare((*entry, agent.shift_token))
 
     def _release_waiters(self, agent: _Agent, now: float) -> None:
         """Contacts waiting for this agent (their customer's last agent) stop waiting at once
@@ -1246,7 +1259,7 @@ class Router:
         elapsed = now - waiting.contact.arrival
         return sum(1 for activation in waiting.activations if activation <= elapsed)
 
-    def _live(self, entry: tuple[float, int, _Timer, int, int]) -> bool:
+    def _live(self, entry: _Entry) -> bool:
         """Whether a timer still has work: not for a wrap-up that ended, a contact that left the
         queue, a target already reached or a hold already released (re-queueing a contact
         schedules its timers again, so earlier copies go stale)."""
@@ -1270,7 +1283,7 @@ class Router:
         return bool(waiting.held_at) or waiting.for_agent is not None
 
     def _schedule(self, when: float, kind: _Timer, ref: int, token: int) -> None:
-        heapq.heappush(self._timers, (when, self._next_seq(), kind, ref, token))
+        self._timers.push((when, self._next_seq(), kind, ref, token))
 
     def _next_seq(self) -> int:
         self._seq += 1
