@@ -21,7 +21,6 @@ deterministically and the heads are the same as a sorted list's would be.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -142,7 +141,11 @@ class AgentGroup:
 
     def next_contact(self, site_id: str) -> ContactKey | None:
         """The waiting contact an agent at ``site_id`` should take next from this group."""
-        heads: Iterator[ContactKey] = (
-            pool[0] for pool in (self.waiting_open, self.waiting_held.get(site_id)) if pool
-        )
-        return min(heads, default=None)
+        # Called for each of a freed agent's groups: two heads compared by hand, not min().
+        head: ContactKey | None = self.waiting_open[0] if self.waiting_open else None
+        held = self.waiting_held.get(site_id)
+        if held:
+            first: ContactKey = held[0]
+            if head is None or first < head:
+                return first
+        return head
