@@ -4,19 +4,41 @@ This is what a router actor hosts (:mod:`orchestrator.router_actor`), kept free 
 sockets so that it can be tested, replayed and benchmarked as plain code.  It owns:
 
 * **site links**: per site, the sequence number of the next delta it expects; a gap or an
-  event it cannot apply makes it ask that site for a snapshot and ignore deltas until then, so
-  its view of a site is always a prefix of the site's history or a fresh copy of it;
-* **reservations**: every engine assignment becomes a numbered reservation sent to the agent's
-  site (and, for a call landed elsewhere, a transfer order to the landing site).  A reservation
-  is settled by the site: confirmed (the agent answered), or rejected (the agent went not ready
-  meanwhile, or let it ring out), in which case the engine puts the contact back at the head of
-  its queue and routes it again.  A confirmation or rejection for a reservation that is no
-  longer current (re-sent, or overtaken by a snapshot) changes nothing: no contact is delivered
-  twice;
+  event it cannot apply makes it ask that site for a snapshot (once) and ignore deltas until
+  then, so its view of a site is always a prefix of the site's history or a fresh copy of it;
+  meanwhile the site's agents take no new work, so no delivery crosses the snapshot;
+* **reservations**: every engine assignment becomes a numbered reservation.  For a call at the
+  agent's own site it is a delivery to that site; for a call landed elsewhere it is first a
+  transfer order to the site where the call is (the agent stays reserved), and the delivery
+  goes to the agent's site only once that site confirms the call left (``ContactTransferred``):
+  a caller who hangs up before is never rung anywhere.  A delivery is settled by the site:
+  confirmed (the agent answered), or rejected (the agent went not ready meanwhile, or let it
+  ring out), in which case the engine puts the contact back at the head of its queue and routes
+  it again.  A refused transfer frees the reserved agent (who never rang) and asks the landing
+  site for a snapshot, which re-offers the call if it is still there.  A confirmation or
+  rejection for a reservation that is no longer current (re-sent, or overtaken by a snapshot)
+  changes nothing: no contact is delivered twice (but a confirmation of a reservation the
+  router withdrew on its answer time-out means the call talks there after all: the site's
+  snapshot is asked for).  A transfer confirmed after the router decided again (an answer
+  time-out, a snapshot) still moved the call: the call is then *in transit*, and whatever
+  agent the router chooses gets it by a delivery that takes it in, which the receiving site
+  confirms (``ContactTakenIn``);
+* **numbers**: reservation numbers start from the wall clock when the router starts
+  (:func:`reservation_origin`), in the shard's residue class, so a restarted router never
+  reuses a number its predecessor gave (unless it issued more than ``1e6 / shards`` a second
+  over its lifetime, or the clock stepped back);
 * **reconciliation**: a snapshot is the site's truth.  Agents are logged in or out and made
-  ready or not to match it; calls the router thought alive but the site no longer has are
-  ended; calls the site has that the router does not know are adopted (talking, ringing) or
-  routed (queued).
+  ready or not to match it (an agent the site reports in wrap-up, whom the engine thinks free,
+  is held out of new work until the site's ``WrapUpEnded``); calls the router thought alive but
+  the site no longer has are ended; calls the site has that the router does not know are
+  adopted (talking, ringing) or routed (queued); calls the site lists as ``transferred`` (its
+  confirmation not yet acknowledged) complete their transfer if the router has not;
+* **dropped links**: a site whose link dropped keeps its calls: those queued or ringing there
+  are left to it (it routes them locally, and its snapshot brings back what is still there);
+  a transfer order it had not answered waits for that snapshot, which says whether the call
+  left, and so does a delivery that was bringing it a call from transit (its ``taken_in``
+  says whether the call arrived; if not, the call is routed again from transit).  Calls that
+  came and went while it was cut off are reported after the snapshot (``LocallyAbandoned``).
 
 Times: the engine runs on the router's clock (``now``, Unix seconds in production), which keeps
 its timers monotonic whatever the sites' clocks say; a contact's arrival is the site's
@@ -25,6 +47,7 @@ timestamp, and NTP-level skew between sites only shifts waits by that skew.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -43,10 +66,13 @@ from site_agent.protocol import (
     ContactData,
     ContactFinished,
     ContactStatus,
+    ContactTakenIn,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     DeliveryRejected,
     Delta,
+    LocallyAbandoned,
     LocallyRouted,
     SiteEvent,
     Snapshot,
@@ -58,6 +84,10 @@ from site_agent.protocol import (
 
 _RESYNC = "resynchronising"
 LINK_DOWN = "site link down"
+IN_WRAP_UP = "wrap-up"
+"""The engine's not-ready reason of an agent held out of new work while the site reports it in
+wrap-up (and ready once that ends)."""
+_FREE = frozenset({AgentState.READY, AgentState.NOT_READY})
 
 Outbound = tuple[str, Deliver | TransferOut | Withdraw | Ack | SnapshotRequest]
 """A message for a site: (site id, message)."""
@@ -67,22 +97,69 @@ class UnknownSiteError(LookupError):
     """A message from a site the configuration does not have (refused at the door)."""
 
 
+def reservation_origin(shard: int = 0, shards: int = 1, now: float | None = None) -> int:
+    """Where a router shard starting at ``now`` (Unix time; default: the wall clock) numbers its
+    reservations from: the clock in microseconds, rounded up into the shard's residue class
+    (``shard`` modulo ``shards``).  A shard issues one number in ``shards`` per reservation, so a
+    restarted shard numbers above everything its predecessor gave unless the predecessor gave
+    more than ``1e6 / shards`` a second on average since it started (or the clock stepped
+    back): numbers survive restarts without being stored.  They stay below 2**53 (exact in
+    JSON readers that use doubles) until the year 2255."""
+    base = int((time.time() if now is None else now) * 1_000_000)
+    return base + (shard - base) % shards
+
+
 @dataclass(slots=True)
 class _Link:
     expected: int = 1
     synced: bool = False  # a snapshot has been applied since the last gap
+    up: bool = False  # connected: a snapshot came since the link last dropped
 
 
 @dataclass(slots=True)
 class _Live:
-    """A contact the router knows: its data, where the call is, and its current reservation."""
+    """A contact the router knows: its data, where the call is, and its current reservation.
+
+    ``landed_at`` is the site where the call is (or is being delivered to); ``None`` while it
+    is in transit: it left ``custody_from`` by a confirmed transfer and no site has taken it in
+    yet, so its next delivery, wherever it goes, carries it in.  ``transfer_to``: the current
+    reservation is a transfer order sent to ``landed_at``, not yet answered, for an agent of
+    that site.  ``orders``: every transfer order sent to ``landed_at`` and not answered yet,
+    current or overtaken (an answer time-out, a snapshot): any of them may still move the
+    call, so a dropped link parks them all.  ``arriving``: the delivery (reservation, and the
+    site the call left) that carries the call in from transit to ``landed_at``, until that site
+    confirms it took it in (or settles it): a dropped link parks it too."""
 
     data: ContactData
-    landed_at: str
+    landed_at: str | None
     reservation: int | None = None
     agent_id: str | None = None
-    # Where the call was before the transfer its current reservation ordered.
-    transferred_from: str | None = None
+    transfer_to: str | None = None
+    custody_from: str | None = None
+    orders: list[int] = field(default_factory=list)
+    withdrawn: int | None = None  # the last reservation taken back by an answer time-out
+    arriving: tuple[int, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    """Transfer orders whose answer was lost with their site's link: the site's next snapshot
+    says whether the call left (``transferred``, naming the order) or not."""
+
+    reservations: tuple[int, ...]
+    from_site: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    """A delivery carrying a call in from transit, whose arrival was not confirmed when the
+    destination's link dropped: its snapshot says whether the call arrived (listed, or its
+    reservation in ``taken_in``); if not, the call is still in transit and routed again."""
+
+    reservation: int
+    from_site: str
+    to_site: str
+    data: ContactData
 
 
 @dataclass(slots=True)
@@ -100,13 +177,20 @@ class RouterCounters:
     stale_settlements: int = 0
     withdrawals: int = 0
     adopted: int = 0
+    transfers: int = 0  # calls confirmed gone from their site to another
+    transfer_refusals: int = 0
+    overtaken_transfers: int = 0  # answer time-outs that ran out before a transfer's answer
+    rerouted_in_transit: int = 0
+    locally_abandoned: int = 0
+    wrap_up_holds: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class GlobalRouter:
     """One shard of the router (the whole router when ``shards`` is 1).  Shards number their
     reservations apart (``shard`` modulo ``shards``), so a site can settle any reservation
-    with whichever shard made it and numbers never collide."""
+    with whichever shard made it and numbers never collide; ``first_reservation`` (in that
+    residue class; default :func:`reservation_origin` now) is the first number given."""
 
     def __init__(
         self,
@@ -115,17 +199,32 @@ class GlobalRouter:
         *,
         shard: int = 0,
         shards: int = 1,
+        first_reservation: int | None = None,
     ) -> None:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not one of {shards} shards")
+        if first_reservation is None:
+            first_reservation = reservation_origin(shard, shards)
+        if first_reservation % shards != shard:
+            raise ValueError(
+                f"first reservation {first_reservation} is not shard {shard}'s (modulo {shards})"
+            )
         self.network = network
         self.engine = Router(network, settings)
         self.counters = RouterCounters()
         self._links = {site: _Link() for site in network.sites}
         self._live: dict[str, _Live] = {}
+        self._parked: dict[str, _Parked] = {}
+        self._incoming: dict[str, _Incoming] = {}
+        # Agents held out of new work while their site reports them in wrap-up: whether the
+        # site has them ready (for when the wrap-up ends).
+        self._wrap_up_hold: dict[str, bool] = {}
         self._shard, self._shards = shard, shards
-        self._reservation = shard
+        self._reservation = first_reservation - shards  # the last number given
         self._site_of_agent = {a.id: a.site_id for a in network.agents.values()}
+        self._agents_of_site: dict[str, list[str]] = {site: [] for site in network.sites}
+        for agent_id, site_id in self._site_of_agent.items():
+            self._agents_of_site[site_id].append(agent_id)
 
     # ----------------------------------------------------------------- inputs
 
@@ -137,6 +236,7 @@ class GlobalRouter:
         out: list[Outbound] = []
         if isinstance(message, Snapshot):
             self.counters.snapshots += 1
+            link.up = True
             self._reconcile(site_id, message, now, out)
             link.expected, link.synced = 1, True
             return out
@@ -145,7 +245,7 @@ class GlobalRouter:
             return out  # waiting for the snapshot asked for
         if message.seq != link.expected:
             self.counters.gaps += 1
-            return self._resync(site_id, f"expected delta {link.expected}, got {message.seq}")
+            return self._resync(site_id, f"expected delta {link.expected}, got {message.seq}", now)
         for event in message.events:
             self.counters.events += 1
             self.counters.by_kind[event.kind] = self.counters.by_kind.get(event.kind, 0) + 1
@@ -154,7 +254,7 @@ class GlobalRouter:
             except RoutingError as error:
                 # The site and the router disagree: the site is the truth, ask for it.
                 self.counters.refused_events += 1
-                return [*out, *self._resync(site_id, f"{event.kind}: {error}")]
+                return [*out, *self._resync(site_id, f"{event.kind}: {error}", now)]
         link.expected += 1
         out.append((site_id, Ack(seq=message.seq)))
         return out
@@ -165,14 +265,26 @@ class GlobalRouter:
         assignments = self.engine.advance(now)
         for redirect in self.engine.take_redirects():
             live = self._live.get(redirect.contact_id)
-            if live is not None and live.reservation is not None:
-                self.counters.withdrawals += 1
-                site = self._site_of_agent[redirect.agent_id]
-                out.append(
-                    (site, Withdraw(reservation=live.reservation, contact_id=redirect.contact_id,
-                                    agent_id=redirect.agent_id))
-                )  # fmt: skip
-                live.reservation = live.agent_id = None
+            if live is None or live.reservation is None:
+                continue
+            reservation, transfer_to = live.reservation, live.transfer_to
+            live.reservation = live.agent_id = live.transfer_to = None
+            if transfer_to is not None:
+                # The answer time-out ran out before the transfer order was answered: the agent
+                # never rang, yet the engine made it not ready.  Its site's snapshot puts its
+                # presence right; the order's answer, when it comes, is no longer current (a
+                # confirmation finds the call in transit and delivers it where it goes now).
+                self.counters.overtaken_transfers += 1
+                reason = "an agent reserved for a transfer was released"
+                out += self._resync(transfer_to, reason, now)
+                continue
+            self.counters.withdrawals += 1
+            live.withdrawn = reservation
+            site = self._site_of_agent[redirect.agent_id]
+            out.append(
+                (site, Withdraw(reservation=reservation, contact_id=redirect.contact_id,
+                                agent_id=redirect.agent_id))
+            )  # fmt: skip
         self._deliver(assignments, out)
         return out
 
@@ -180,34 +292,38 @@ class GlobalRouter:
         return self.engine.next_timer()
 
     def disconnected(self, site_id: str, now: float) -> list[Outbound]:
-        """The site's link dropped: nothing more can be delivered there until its snapshot.
+        """The site's link dropped: nothing more can be sent there until its snapshot.
 
-        Its agents are made not ready (the snapshot restores their presence), calls ringing
-        there are taken back and routed again, and calls queued there are left to the site,
-        which routes them locally meanwhile: the router forgets them (another site's agent
-        could not pull them over a dead link), and the snapshot brings back those still
-        waiting."""
-        self._links[site_id].synced = False
+        Its agents are made not ready (the snapshot restores their presence).  Its calls stay
+        its own: calls queued or ringing there are left to the site, which routes them locally
+        meanwhile, and the router forgets them (no other site could pull them over a dead
+        link; the snapshot brings back those still there, ringing or answered ones included).
+        A transfer order it had not answered is parked until its snapshot says whether the call
+        left (the agent reserved for it is free meanwhile), and so is a delivery that was
+        bringing it a call from transit (did the call arrive?).  Calls talking there stay with
+        their agents until the snapshot confirms or ends them."""
+        link = self._links[site_id]
+        link.synced = link.up = False
         engine = self.engine
         out: list[Outbound] = []
-        for agent_id, site in self._site_of_agent.items():
-            if site == site_id and engine.agent_state(agent_id) is not AgentState.LOGGED_OUT:
+        for agent_id in self._agents_of_site[site_id]:
+            if engine.agent_state(agent_id) is not AgentState.LOGGED_OUT:
+                self._wrap_up_hold.pop(agent_id, None)
                 engine.set_not_ready(agent_id, now, LINK_DOWN)
         for contact_id, live in list(self._live.items()):
-            ringing_here = (
-                live.reservation is not None
-                and live.agent_id is not None
-                and (self._site_of_agent[live.agent_id] == site_id)
-            )
-            if ringing_here:
-                live.reservation = live.agent_id = None
-                if live.transferred_from is not None:
-                    live.landed_at, live.transferred_from = live.transferred_from, None
-                decision = engine.reject(contact_id, now, reason=LINK_DOWN)
-                self._deliver([decision] if decision else [], out)
-            elif live.landed_at == site_id and engine.is_waiting(contact_id):
-                del self._live[contact_id]
-                engine.abandon(contact_id, now)
+            if live.landed_at != site_id:
+                continue
+            waiting = engine.is_waiting(contact_id)
+            if not waiting and live.reservation is None:
+                continue  # talking
+            if live.orders:
+                self._parked[contact_id] = _Parked(tuple(live.orders), site_id)
+            if live.arriving is not None:
+                reservation, source = live.arriving
+                self._incoming[contact_id] = _Incoming(reservation, source, site_id, live.data)
+            del self._live[contact_id]
+            if waiting or engine.delivered_to(contact_id) is not None:
+                self._deliver(engine.abandon(contact_id, now), out)
         return out
 
     def needs_snapshot(self, site_id: str) -> bool:
@@ -234,39 +350,70 @@ class GlobalRouter:
         match event:
             case AgentLoggedIn(agent_id=agent_id, ready=ready, shift_end=shift_end):
                 self._own(site_id, agent_id)
+                self._wrap_up_hold.pop(agent_id, None)
                 self._deliver(engine.login(agent_id, now, ready=ready, shift_end=shift_end), out)
             case AgentReady(agent_id=agent_id):
                 self._own(site_id, agent_id)
-                self._deliver(engine.set_ready(agent_id, now), out)
+                if agent_id in self._wrap_up_hold:
+                    self._wrap_up_hold[agent_id] = True  # ready once the wrap-up ends
+                else:
+                    self._deliver(engine.set_ready(agent_id, now), out)
             case AgentNotReady(agent_id=agent_id, reason=reason):
                 self._own(site_id, agent_id)
+                if agent_id in self._wrap_up_hold:
+                    self._wrap_up_hold[agent_id] = False
                 engine.set_not_ready(agent_id, now, reason)
             case AgentLoggedOut(agent_id=agent_id):
                 self._own(site_id, agent_id)
+                self._wrap_up_hold.pop(agent_id, None)
                 engine.logout(agent_id, now)
             case WrapUpEnded(agent_id=agent_id):
                 self._own(site_id, agent_id)
+                if agent_id in self._wrap_up_hold:
+                    if self._wrap_up_hold.pop(agent_id):
+                        self._deliver(engine.set_ready(agent_id, now), out)
                 # The router's own wrap-up timer may have ended it first: nothing to do then.
-                if engine.agent_state(agent_id) is AgentState.AFTER_CONTACT_WORK:
+                elif engine.agent_state(agent_id) is AgentState.AFTER_CONTACT_WORK:
                     self._deliver(engine.end_wrap_up(agent_id, now), out)
             case ContactArrived(contact=data):
                 self._offer(site_id, data, now, out)
             case DeliveryConfirmed(reservation=reservation, contact_id=contact_id):
+                known = self._live.get(contact_id)
+                self._arrived(known, reservation)
+                if known is not None and known.withdrawn == reservation:
+                    # Answered before the Withdraw got there: the call talks at the site while
+                    # the router routed it again (whose delivery the site refuses); the site's
+                    # snapshot puts the call, and the agent made not ready, right.
+                    raise RoutingError(f"reservation {reservation} was answered once withdrawn")
                 live = self._current(contact_id, reservation)
                 if live is not None:
+                    if live.transfer_to is not None or live.landed_at != site_id:
+                        raise RoutingError(
+                            f"reservation {reservation} was not a delivery to {site_id!r}"
+                        )
                     engine.answer(contact_id, now)
-                    live.reservation = live.transferred_from = None
+                    live.reservation = None
                     self.counters.confirmations += 1
             case DeliveryRejected(reservation=reservation, contact_id=contact_id, reason=reason):
+                known = self._live.get(contact_id)
+                self._arrived(known, reservation)
+                if known is not None and reservation in known.orders:
+                    known.orders.remove(reservation)  # refused: it will not move the call
                 live = self._current(contact_id, reservation)
                 if live is not None:
-                    live.reservation = live.agent_id = None
-                    self.counters.rejections += 1
-                    decision = engine.reject(contact_id, now, reason=reason)
-                    self._deliver([decision] if decision else [], out)
+                    self._rejected(site_id, contact_id, live, reason=reason, now=now, out=out)
+            case ContactTransferred():
+                self._transferred(site_id, event, now, out)
+            case ContactTakenIn(reservation=reservation, contact_id=contact_id):
+                known = self._live.get(contact_id)
+                if not self._arrived(known, reservation):
+                    self.counters.stale_settlements += 1
             case ContactFinished(contact_id=contact_id, wrap_up=wrap_up):
+                # Finished in the engine first: one it refuses (the router had the call
+                # elsewhere) stays known, for the snapshot asked for to put right.
+                freed = engine.finish(contact_id, now, wrap_up=wrap_up)
                 self._live.pop(contact_id, None)
-                self._deliver(engine.finish(contact_id, now, wrap_up=wrap_up), out)
+                self._deliver(freed, out)
             case ContactAbandoned(contact_id=contact_id):
                 self._end(contact_id, now, out)
             case LocallyRouted(contact=data, agent_id=agent_id):
@@ -277,6 +424,116 @@ class GlobalRouter:
                     return  # a report re-sent after a reconnect (or already in a snapshot)
                 self._forget(data.id, now, out)
                 self._adopt(site_id, data, agent_id, now, reservation=None)
+            case LocallyAbandoned(contact=data):
+                # Recorded (counted) in any case; a router that still has the call at this site
+                # (it never saw the link drop) ends it.  Nothing else: the call is gone.
+                self.counters.locally_abandoned += 1
+                live = self._live.get(data.id)
+                if live is not None and live.landed_at == site_id:
+                    self._end(data.id, now, out)
+
+    @staticmethod
+    def _arrived(live: _Live | None, reservation: int) -> bool:
+        """The site settled (or confirmed taking in) ``reservation``: if that delivery was
+        bringing the call in from transit, the call is there."""
+        if live is None or live.arriving is None or live.arriving[0] != reservation:
+            return False
+        live.arriving = None
+        return True
+
+    def _rejected(
+        self,
+        site_id: str,
+        contact_id: str,
+        live: _Live,
+        *,
+        reason: str,
+        now: float,
+        out: list[Outbound],
+    ) -> None:
+        """The site settled the current reservation with a rejection."""
+        engine = self.engine
+        if live.landed_at != site_id:
+            raise RoutingError(f"{site_id!r} rejected a reservation it was not sent")
+        if live.transfer_to is not None:
+            # The landing site would not send the call on (it is not queued there, or no
+            # longer there): the reserved agent never rang, so it is free again, no fault of
+            # its own; the call is forgotten and the site's snapshot, asked for now, offers it
+            # again if it is still there (a hang-up is reported before, as ContactAbandoned).
+            self.counters.transfer_refusals += 1
+            del self._live[contact_id]
+            self._deliver(engine.abandon(contact_id, now), out)
+            raise RoutingError(f"transfer of {contact_id!r} refused: {reason}")
+        live.reservation = live.agent_id = None
+        self.counters.rejections += 1
+        decision = engine.reject(contact_id, now, reason=reason)
+        self._deliver([decision] if decision else [], out)
+
+    def _transferred(
+        self,
+        site_id: str,
+        event: ContactTransferred,
+        now: float,
+        out: list[Outbound],
+        *,
+        parked: ContactData | None = None,
+    ) -> None:
+        """The call left ``site_id`` for ``event.to_site`` on the transfer order
+        ``event.reservation`` (confirmed in a delta, or listed ``transferred`` in a snapshot).
+        ``parked``: the call's data when this order was parked by a dropped link."""
+        reservation, contact_id, to_site = event.reservation, event.contact_id, event.to_site
+        if to_site not in self._links:
+            raise RoutingError(f"contact {contact_id!r} transferred to unknown site {to_site!r}")
+        live = self._live.get(contact_id)
+        if live is None or live.landed_at != site_id or reservation not in live.orders:
+            if parked is None:
+                # Completed already (a confirmation listed again in a snapshot), or ended.
+                self.counters.stale_settlements += 1
+                return
+            # Its order was set aside when the link dropped: the call is in transit.
+            self.counters.transfers += 1
+            self._forget(contact_id, now, out)
+            self._live[contact_id] = _Live(data=parked, landed_at=None, custody_from=site_id)
+            self._reroute(contact_id, parked, to_site, now, out)
+            return
+        if live.reservation is None and live.agent_id is not None:
+            raise RoutingError(f"contact {contact_id!r} is talking at {site_id!r}, not transferred")
+        self.counters.transfers += 1
+        live.orders.clear()  # the call left: any other order to that site is refused
+        current = live.transfer_to == to_site and live.reservation == reservation
+        live.transfer_to, live.landed_at, live.custody_from = None, None, site_id
+        if current and self._links[to_site].up:
+            assert live.agent_id is not None
+            live.landed_at, live.custody_from = to_site, None
+            live.arriving = (reservation, site_id)
+            delivery = Deliver(
+                reservation=reservation,
+                contact=live.data,
+                agent_id=live.agent_id,
+                from_site=site_id,
+            )
+            out.append((to_site, delivery))
+            return
+        # Overtaken (the router decided again meanwhile), or the destination's link dropped:
+        # the call is in transit all the same, and goes wherever the router sends it now.
+        agent_id = live.agent_id
+        if agent_id is None:
+            return  # waiting in the engine (re-queued): its next assignment carries it in
+        if not current and self._links[self._site_of_agent[agent_id]].up:
+            self._dispatch(contact_id, live, agent_id, self._site_of_agent[agent_id], out)
+            return
+        live.reservation = live.agent_id = None
+        self._deliver(self.engine.abandon(contact_id, now), out)  # the agent did nothing wrong
+        self._reroute(contact_id, live.data, to_site, now, out)
+
+    def _reroute(
+        self, contact_id: str, data: ContactData, sent_to: str, now: float, out: list[Outbound]
+    ) -> None:
+        """Route a call in transit (not in the engine) afresh, as if it had landed at the site
+        it was sent to."""
+        self.counters.rerouted_in_transit += 1
+        decision = self.engine.offer(data.to_contact(landed_at=sent_to), now)
+        self._deliver([decision] if decision else [], out)
 
     def _offer(self, site_id: str, data: ContactData, now: float, out: list[Outbound]) -> None:
         if data.id in self._live:
@@ -296,6 +553,7 @@ class GlobalRouter:
         self._live[data.id] = _Live(
             data=data, landed_at=site_id, reservation=reservation, agent_id=agent_id
         )
+        self._wrap_up_hold.pop(agent_id, None)  # on a call now: the engine's state says so
         if reservation is not None and reservation > self._reservation:
             # Number the next ones above the site's, in this shard's residue class.
             steps = -(-(reservation - self._reservation) // self._shards)
@@ -331,37 +589,48 @@ class GlobalRouter:
     def _deliver(self, assignments: Iterable[Assignment], out: list[Outbound]) -> None:
         for assignment in assignments:
             live = self._live[assignment.contact_id]
-            self._reservation += self._shards
-            live.reservation, live.agent_id = self._reservation, assignment.agent_id
-            self.counters.deliveries += 1
-            from_site = live.landed_at if live.landed_at != assignment.site_id else None
-            out.append(
-                (
-                    assignment.site_id,
-                    Deliver(
-                        reservation=self._reservation,
-                        contact=live.data,
-                        agent_id=assignment.agent_id,
-                        from_site=from_site,
-                    ),
-                )
+            self._dispatch(
+                assignment.contact_id, live, assignment.agent_id, assignment.site_id, out
             )
-            if from_site is not None:
-                out.append(
-                    (
-                        from_site,
-                        TransferOut(
-                            reservation=self._reservation,
-                            contact_id=assignment.contact_id,
-                            to_site=assignment.site_id,
-                        ),
-                    )
-                )
-                live.landed_at, live.transferred_from = assignment.site_id, from_site
 
-    def _resync(self, site_id: str, reason: str) -> list[Outbound]:
-        self._links[site_id].synced = False
-        return [(site_id, SnapshotRequest(reason=reason))]
+    def _dispatch(
+        self, contact_id: str, live: _Live, agent_id: str, site_id: str, out: list[Outbound]
+    ) -> None:
+        """Send a new reservation of the call for ``agent_id`` (at ``site_id``): a delivery if
+        the call is at that site (or in transit: the delivery takes it in), else a transfer
+        order to the site where it is (the delivery follows its confirmation)."""
+        self._reservation += self._shards
+        number = self._reservation
+        live.reservation, live.agent_id, live.transfer_to = number, agent_id, None
+        self.counters.deliveries += 1
+        if live.landed_at is None or live.landed_at == site_id:
+            from_site = live.custody_from
+            live.landed_at, live.custody_from = site_id, None
+            if from_site is not None:
+                live.arriving = (number, from_site)
+            delivery = Deliver(
+                reservation=number, contact=live.data, agent_id=agent_id, from_site=from_site
+            )
+            out.append((site_id, delivery))
+        else:
+            live.transfer_to = site_id
+            live.orders.append(number)
+            order = TransferOut(reservation=number, contact_id=contact_id, to_site=site_id)
+            out.append((live.landed_at, order))
+
+    def _resync(self, site_id: str, reason: str, now: float) -> list[Outbound]:
+        """Ask the site for its snapshot.  Until it comes, its agents take no new work: a
+        delivery sent now would reach the site after it took the snapshot, and cross it (the
+        snapshot would show the call queued, and the router route it a second time).  Asked
+        once: a second request would bring a second snapshot, crossing what the first one
+        caused."""
+        link = self._links[site_id]
+        asked, link.synced = not link.synced, False
+        engine = self.engine
+        for agent_id in self._agents_of_site[site_id]:
+            if engine.agent_ready(agent_id):
+                engine.set_not_ready(agent_id, now, _RESYNC)
+        return [] if asked else [(site_id, SnapshotRequest(reason=reason))]
 
     # ----------------------------------------------------------------- snapshots
 
@@ -370,11 +639,18 @@ class GlobalRouter:
         site's calls can be adopted by its agents), then calls, then presence (so agents made
         ready take waiting work only once every call is where the site says)."""
         engine = self.engine
+        parked = {c: p for c, p in self._parked.items() if p.from_site == site_id}
+        for contact_id in parked:
+            del self._parked[contact_id]  # resolved by this snapshot, whatever it says
+        incoming = {c: i for c, i in self._incoming.items() if i.to_site == site_id}
+        for contact_id in incoming:
+            del self._incoming[contact_id]
+        taken_in = set(snapshot.taken_in)
         statuses = {
             s.agent_id: s for s in snapshot.agents if self._site_of_agent.get(s.agent_id) == site_id
         }
         self.counters.refused_events += len(snapshot.agents) - len(statuses)
-        agents = [a for a, site in self._site_of_agent.items() if site == site_id]
+        agents = self._agents_of_site[site_id]
         for agent_id, status in statuses.items():
             if status.logged_in and engine.agent_state(agent_id) is AgentState.LOGGED_OUT:
                 engine.login(agent_id, now, ready=False, shift_end=status.shift_end)
@@ -384,14 +660,29 @@ class GlobalRouter:
             if engine.agent_state(agent_id) is not AgentState.LOGGED_OUT:
                 engine.set_not_ready(agent_id, now, _RESYNC)
         on_site = {status.contact.id: status for status in snapshot.contacts}
+        present = {c for c, status in on_site.items() if status.state != "transferred"}
         for contact_id, live in list(self._live.items()):
-            if live.landed_at == site_id and contact_id not in on_site:
+            if live.landed_at != site_id:
+                continue
+            if live.arriving is not None:
+                if contact_id not in present and live.arriving[0] not in taken_in:
+                    continue  # the delivery bringing it left after the site took this snapshot
+                live.arriving = None
+            if contact_id not in on_site:
                 self._end(contact_id, now, out)
         for contact_status in snapshot.contacts:
             try:
-                self._take_status(site_id, contact_status, now, out)
+                self._take_status(site_id, contact_status, now, out, parked=parked)
             except RoutingError:
                 self.counters.refused_events += 1
+        for contact_id, lost in incoming.items():
+            if contact_id in present or lost.reservation in taken_in or contact_id in self._live:
+                continue  # it arrived (and may have ended since)
+            # The delivery never got there: the call is still in transit.
+            self._live[contact_id] = _Live(
+                data=lost.data, landed_at=None, custody_from=lost.from_site
+            )
+            self._reroute(contact_id, lost.data, site_id, now, out)
         for agent_id in agents:
             try:
                 self._take_presence(agent_id, statuses.get(agent_id), now, out)
@@ -399,14 +690,38 @@ class GlobalRouter:
                 self.counters.refused_events += 1
 
     def _take_status(
-        self, site_id: str, status: ContactStatus, now: float, out: list[Outbound]
+        self,
+        site_id: str,
+        status: ContactStatus,
+        now: float,
+        out: list[Outbound],
+        *,
+        parked: dict[str, _Parked],
     ) -> None:
         contact_id, live = status.contact.id, self._live.get(status.contact.id)
+        if status.state == "transferred":
+            if status.reservation is None or status.to_site is None:
+                raise RoutingError(f"contact {contact_id!r} transferred with no order or site")
+            orders = parked.get(contact_id)
+            event = ContactTransferred(
+                reservation=status.reservation,
+                contact_id=contact_id,
+                to_site=status.to_site,
+                at=now,
+            )
+            ours = orders is not None and status.reservation in orders.reservations
+            self._transferred(site_id, event, now, out, parked=status.contact if ours else None)
+            return
+        # Transfer orders sent here after the site took its snapshot may still move the call,
+        # whatever the router now makes of it.
+        pending = live.orders if live is not None and live.landed_at == site_id else []
         if status.state == "queued":
-            if live is not None and self.engine.is_waiting(contact_id):
+            here = live is not None and live.landed_at == site_id
+            if here and self.engine.is_waiting(contact_id):
                 return
             self._forget(contact_id, now, out)
             self._offer(site_id, status.contact, now, out)
+            self._live[contact_id].orders = [*pending, *self._live[contact_id].orders]
             return
         if status.agent_id is None:
             raise RoutingError(f"contact {contact_id!r} is {status.state} with no agent")
@@ -423,6 +738,7 @@ class GlobalRouter:
         if status.state == "ringing" and reservation is None:
             raise RoutingError(f"contact {contact_id!r} rings with no reservation")
         self._adopt(site_id, status.contact, status.agent_id, now, reservation=reservation)
+        self._live[contact_id].orders = pending
 
     def _take_presence(
         self, agent_id: str, status: AgentStatus | None, now: float, out: list[Outbound]
@@ -430,15 +746,30 @@ class GlobalRouter:
         engine = self.engine
         logged_in = engine.agent_state(agent_id) is not AgentState.LOGGED_OUT
         if status is None or not status.logged_in:
+            self._wrap_up_hold.pop(agent_id, None)
             if logged_in:
                 engine.set_not_ready(agent_id, now, "logged out at the site")
                 engine.logout(agent_id, now)
             return
-        if not status.wrap_up and engine.agent_state(agent_id) is AgentState.AFTER_CONTACT_WORK:
+        state = engine.agent_state(agent_id)
+        reason = status.reason or "not ready"
+        if status.wrap_up and state in _FREE:
+            # In wrap-up at the site, free in the engine (the call it wrapped up ended before
+            # this router knew of it): no new work until the site's WrapUpEnded, then the
+            # presence the site gives it.
+            if agent_id not in self._wrap_up_hold:
+                self.counters.wrap_up_holds += 1
+            self._wrap_up_hold[agent_id] = status.ready
+            held = IN_WRAP_UP if status.ready else reason
+            if engine.agent_ready(agent_id) or engine.agent_reason(agent_id) != held:
+                engine.set_not_ready(agent_id, now, held)
+            return
+        self._wrap_up_hold.pop(agent_id, None)
+        if not status.wrap_up and state is AgentState.AFTER_CONTACT_WORK:
             self._deliver(engine.end_wrap_up(agent_id, now), out)
         if status.ready and not engine.agent_ready(agent_id):
             self._deliver(engine.set_ready(agent_id, now), out)
-        elif not status.ready:
-            reason = status.reason or "not ready"
-            if engine.agent_ready(agent_id) or engine.agent_reason(agent_id) != reason:
-                engine.set_not_ready(agent_id, now, reason)
+        elif not status.ready and (
+            engine.agent_ready(agent_id) or engine.agent_reason(agent_id) != reason
+        ):
+            engine.set_not_ready(agent_id, now, reason)

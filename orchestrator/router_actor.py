@@ -7,8 +7,11 @@ holds state and calls the router; it decides nothing itself.  The **front**
 
 * it splits each site message by shard: an agent's events go to the agent's shard, a
   contact's to its queue's shard (the front remembers which shard each live contact is on, for
-  the events that name only the contact), and a snapshot becomes one snapshot per shard (every
-  shard gets one, empty or not: a snapshot is the site's whole truth);
+  the events that name only the contact): a transfer's confirmation included, since the shard
+  that ordered it holds the agent reserved at the destination and sends the delivery there,
+  and a report of a call abandoned while the router was away, which only that shard records;
+  a snapshot becomes one snapshot per shard (every shard gets one, empty or not: a snapshot is
+  the site's whole truth);
 * it keeps the link with each site: the site's delta numbers are checked here (a gap asks the
   site for a snapshot), and each shard sees its own consecutive numbering, so a shard's
   :class:`GlobalRouter` detects nothing amiss when a delta has no event for it;
@@ -44,9 +47,16 @@ from typing import Any, Protocol
 
 import ray
 
-from orchestrator.global_router import GlobalRouter, Outbound, RouterCounters, UnknownSiteError
+from orchestrator.global_router import (
+    GlobalRouter,
+    Outbound,
+    RouterCounters,
+    UnknownSiteError,
+    reservation_origin,
+)
 from orchestrator.sharding import ShardPlan
-from routing.model import Network
+from routing.engine import SiteLoad
+from routing.model import AgentState, Network
 from routing.settings import RouterSettings
 from site_agent.protocol import (
     Ack,
@@ -59,10 +69,13 @@ from site_agent.protocol import (
     ContactArrived,
     ContactFinished,
     ContactStatus,
+    ContactTakenIn,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     DeliveryRejected,
     Delta,
+    LocallyAbandoned,
     LocallyRouted,
     SiteEvent,
     Snapshot,
@@ -80,6 +93,20 @@ Sink = Callable[[str, RouterMessage], bool]
 Clock = Callable[[], float]
 
 
+class SiteOutOfStepError(RuntimeError):
+    """Events for a site whose link is not in step (not connected, or its snapshot awaited):
+    the shards would ignore them."""
+
+
+class FrontObserver(Protocol):
+    """Sees every site message the front takes (the control API's history recorder does):
+    before the front applies it, and once the shards have answered (and their messages went
+    to the sink)."""
+
+    def site_message(self, site_id: str, message: Delta | Snapshot) -> None: ...
+    def site_message_applied(self, site_id: str, message: Delta | Snapshot) -> None: ...
+
+
 # ------------------------------------------------------------------ one shard
 
 
@@ -91,8 +118,34 @@ class ShardReply:
     next_timer: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class ShardFigures:
+    """A shard's live figures, for real-time statistics: the state of each of its agents, and
+    for each of its queues at each site the load of the queue's first target and the site's
+    expected wait; each site's status and opening as this shard's engine sees them."""
+
+    agents: dict[str, AgentState]
+    loads: dict[tuple[str, str], SiteLoad]
+    waits: dict[tuple[str, str], float | None]
+    status: dict[str, str | None]
+    open: dict[str, bool | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFigures:
+    """One agent as its shard sees it: state, not-ready reason, and when the state changed."""
+
+    state: AgentState
+    reason: str | None
+    since: float
+
+
 class RouterShard:
-    """One shard's router, as the Ray actor runs it (and as tests run it in process)."""
+    """One shard's router, as the Ray actor runs it (and as tests run it in process).
+
+    Its reservations are numbered from the wall clock at its start (``first_reservation``
+    overrides it): a shard restarted, with nothing stored, never gives a number its predecessor
+    gave, so a site's memory of the reservations it has seen stays valid across restarts."""
 
     def __init__(
         self,
@@ -102,8 +155,13 @@ class RouterShard:
         shards: int,
         *,
         freeze: bool = True,
+        first_reservation: int | None = None,
     ) -> None:
-        self.router = GlobalRouter(network, settings, shard=shard, shards=shards)
+        if first_reservation is None:
+            first_reservation = reservation_origin(shard, shards)
+        self.router = GlobalRouter(
+            network, settings, shard=shard, shards=shards, first_reservation=first_reservation
+        )
         if freeze:
             # The configuration and indices live as long as the process: keep them out of the
             # collector's generations, or each full collection walks them all (a 250 ms pause
@@ -136,6 +194,29 @@ class RouterShard:
 
     def live_contacts(self) -> list[str]:
         return self.router.live_contacts()
+
+    def agent_figures(self, agent_id: str) -> AgentFigures:
+        engine = self.router.engine
+        return AgentFigures(
+            state=engine.agent_state(agent_id),
+            reason=engine.agent_reason(agent_id),
+            since=engine.agent_state_since(agent_id),
+        )
+
+    def figures(self, now: float) -> ShardFigures:
+        engine, network = self.router.engine, self.router.network
+        sites = sorted(network.sites)
+        return ShardFigures(
+            agents={agent_id: engine.agent_state(agent_id) for agent_id in network.agents},
+            loads={(q, s): engine.site_load(q, s) for q in network.queues for s in sites},
+            waits={
+                (queue.id, s): engine.predicted_wait(queue, s, now)
+                for queue in network.queues.values()
+                for s in sites
+            },
+            status={s: engine.site_status(s, now) for s in sites},
+            open={s: engine.site_open(s) for s in sites},
+        )
 
     def gc_frozen(self) -> int:
         """Objects kept out of the collector's generations (``gc.freeze``)."""
@@ -290,13 +371,16 @@ class FrontCounters:
     dropped: int = 0
     ticks: int = 0
     timer_errors: int = 0
+    injected: int = 0
 
 
 class RouterFront:
     """Splits site messages among the shards and merges what they answer (module docstring).
 
     ``sink`` sends a message to a site (set it before the first message; the WebSocket hub
-    does); ``clock`` gives ``now`` for the shards."""
+    does); ``clock`` gives ``now`` for the shards, and runs ``speed`` clock seconds per
+    wall-clock second (a simulated network sped up: the timers wait accordingly).
+    ``observers`` see every site message (:class:`FrontObserver`)."""
 
     def __init__(
         self,
@@ -305,13 +389,18 @@ class RouterFront:
         *,
         sink: Sink | None = None,
         clock: Clock = time.time,
+        speed: float = 1.0,
     ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, not {speed}")
         if len(shards) != len(plan.networks):
             raise ValueError(f"{len(shards)} shard clients for a plan of {len(plan.networks)}")
         self.plan = plan
         self.shards = list(shards)
         self.sink = sink
         self.clock = clock
+        self.speed = speed
+        self.observers: list[FrontObserver] = []
         self.counters = FrontCounters()
         sites = plan.networks[0].sites if plan.networks else {}
         self._links = {site_id: _SiteLink(len(shards)) for site_id in sites}
@@ -334,10 +423,30 @@ class RouterFront:
         link = self._links.get(site_id)
         if link is None or message.site_id != site_id:
             raise UnknownSiteError(f"site {message.site_id!r} on the link of {site_id!r}")
+        for observer in self.observers:
+            observer.site_message(site_id, message)
         if isinstance(message, Snapshot):
             await self._snapshot(site_id, link, message)
         else:
             await self._delta(site_id, link, message)
+        for observer in self.observers:
+            observer.site_message_applied(site_id, message)
+
+    async def inject(self, site_id: str, events: Sequence[SiteEvent]) -> None:
+        """Apply events on a site's behalf that did not come over its link (the control API:
+        a contact offered there, an agent's state set by a supervisor).  Each shard concerned
+        takes them as its next delta of the site, so the site's own numbering is untouched,
+        and what they cause goes to the sink as usual.  Raises :class:`SiteOutOfStepError`
+        when the site's link is not in step (the shards would ignore them)."""
+        link = self._links.get(site_id)
+        if link is None:
+            raise UnknownSiteError(f"unknown site {site_id!r}")
+        if not link.synced:
+            raise SiteOutOfStepError(
+                f"site {site_id!r} is not connected to the router, or is resynchronising"
+            )
+        self.counters.injected += 1
+        await self._apply_events(site_id, link, events)
 
     def resync(self, site_id: str, reason: str) -> None:
         """Ask the site for a snapshot, even if one was asked for already, and ignore its
@@ -400,9 +509,16 @@ class RouterFront:
         for contact_id, (_, where) in list(self._contacts.items()):
             if where == site_id and contact_id not in on_site:
                 del self._contacts[contact_id]  # ended by the snapshot, as the shards do
+        taken_in: list[list[int]] = [[] for _ in self.shards]
+        for reservation in snapshot.taken_in:  # made by the shard of its residue class
+            taken_in[reservation % len(self.shards)].append(reservation)
         parts = {
             index: Snapshot(
-                site_id=site_id, at=snapshot.at, agents=agents[index], contacts=contacts[index]
+                site_id=site_id,
+                at=snapshot.at,
+                agents=agents[index],
+                contacts=contacts[index],
+                taken_in=taken_in[index],
             )
             for index in range(len(self.shards))
         }
@@ -421,8 +537,16 @@ class RouterFront:
             self._ask(site_id, link, f"expected delta {link.expected}, got {delta.seq}")
             return
         link.expected += 1
+        if await self._apply_events(site_id, link, delta.events):
+            self._send(site_id, Ack(seq=delta.seq))
+
+    async def _apply_events(
+        self, site_id: str, link: _SiteLink, site_events: Sequence[SiteEvent]
+    ) -> bool:
+        """Each shard concerned takes its share of the events as its next delta of the site;
+        ``True`` when every one of them applied its part (the site may be acknowledged)."""
         events: dict[int, list[SiteEvent]] = {}
-        for event in delta.events:
+        for event in site_events:
             events.setdefault(self._shard_of_event(site_id, event), []).append(event)
         parts: dict[int, Delta | Snapshot] = {}
         for index, shard_events in sorted(events.items()):
@@ -433,12 +557,12 @@ class RouterFront:
         acked = all(
             any(isinstance(message, Ack) for _, message in reply.out) for reply in replies.values()
         )
-        if not self._merge(site_id, epoch, replies) and link.epoch == epoch:
-            if acked:
-                self._send(site_id, Ack(seq=delta.seq))
-            else:  # a shard ignored its part: it is out of step with the front
-                link.synced = False
-                self._ask(site_id, link, "a router shard is out of step")
+        if self._merge(site_id, epoch, replies) or link.epoch != epoch:
+            return False
+        if not acked:  # a shard ignored its part: it is out of step with the front
+            link.synced = False
+            self._ask(site_id, link, "a router shard is out of step")
+        return acked
 
     def _shard_of_event(self, site_id: str, event: SiteEvent) -> int:
         """Agents' events to the agent's shard, contacts' to their queue's; what the plan does
@@ -457,15 +581,23 @@ class RouterFront:
                 shard = plan.shard_of_queue(data.queue_id) or 0
                 self._contacts[data.id] = (shard, site_id)
                 return shard
-            case DeliveryConfirmed(contact_id=contact_id, reservation=reservation) | (
-                DeliveryRejected(contact_id=contact_id, reservation=reservation)
+            case (
+                DeliveryConfirmed(contact_id=contact_id, reservation=reservation)
+                | DeliveryRejected(contact_id=contact_id, reservation=reservation)
+                | ContactTransferred(contact_id=contact_id, reservation=reservation)
+                | ContactTakenIn(contact_id=contact_id, reservation=reservation)
             ):
+                # A transfer's confirmation goes where its order came from: the contact's shard,
+                # which holds the agent reserved at the destination and sends the delivery.
                 known = self._contacts.get(contact_id)
                 # A shard numbers its reservations in its residue class.
                 return known[0] if known else reservation % len(self.shards)
             case ContactFinished(contact_id=contact_id) | ContactAbandoned(contact_id=contact_id):
                 known = self._contacts.pop(contact_id, None)
                 return known[0] if known else 0
+            case LocallyAbandoned(contact=data):
+                self._contacts.pop(data.id, None)  # gone: only its queue's shard records it
+                return plan.shard_of_queue(data.queue_id) or 0
         raise AssertionError(f"unhandled event {event.kind}")  # pragma: no cover
 
     async def _call_all(
@@ -500,6 +632,11 @@ class RouterFront:
         return asked
 
     def _route(self, site_id: str, message: RouterMessage) -> None:
+        if isinstance(message, SnapshotRequest):  # from a timer or a dropped link's settlement
+            link = self._links[site_id]
+            link.synced = False
+            self._ask(site_id, link, message.reason)
+            return
         if isinstance(message, Deliver):
             known = self._contacts.get(message.contact.id)
             shard = known[0] if known else (self.plan.shard_of_queue(message.contact.queue_id) or 0)
@@ -559,7 +696,7 @@ class RouterFront:
         while not self._stopped:
             self._wake.clear()
             when = self.next_timer()
-            delay = None if when is None else max(0.0, when - self.clock())
+            delay = None if when is None else max(0.0, (when - self.clock()) / self.speed)
             if delay is None or delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)

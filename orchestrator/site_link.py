@@ -18,6 +18,10 @@ in, deliveries, transfers, withdrawals, acknowledgements and snapshot requests o
 
 :func:`site_link_router` gives the :class:`fastapi.APIRouter` (the control API includes the
 same router in its app); :func:`build_app` a minimal app around it, with a health check.
+
+``GET /sites/{site_id}/view`` (read-only, the site's own bearer token) answers what the router
+believes of the site: each of its agents' presence and state, and each call there, so that the
+site (or an operator, or an end-to-end test) can compare it with the PBX.
 """
 
 from __future__ import annotations
@@ -34,12 +38,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi import APIRouter, FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from orchestrator.global_router import UnknownSiteError
-from orchestrator.router_actor import RouterFront, RouterMessage
+from orchestrator.router_actor import (
+    LocalShard,
+    RouterFront,
+    RouterMessage,
+    RouterShard,
+    ShardClient,
+)
 from site_agent.protocol import SITE_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -93,6 +104,23 @@ class SiteHub:
 
     def connected(self) -> list[str]:
         return sorted(self._connections)
+
+    async def view(self, site_id: str) -> dict[str, Any]:
+        """The router's view of one site, merged over the shards (see :func:`site_view`)."""
+        parts = await asyncio.gather(*(_shard_view(s, site_id) for s in self.front.shards))
+        agents: dict[str, Any] = {}
+        contacts: dict[str, Any] = {}
+        for part in parts:
+            agents.update(part["agents"])
+            contacts.update(part["contacts"])
+        in_step = dict(self.front.links()).get(site_id, False)
+        return {
+            "site_id": site_id,
+            "connected": site_id in self._connections,
+            "in_step": in_step,
+            "agents": dict(sorted(agents.items())),
+            "contacts": dict(sorted(contacts.items())),
+        }
 
     # ----------------------------------------------------------------- connections
 
@@ -193,6 +221,44 @@ class SiteHub:
                 await self._timers
 
 
+def site_view(shard: RouterShard, site_id: str) -> dict[str, Any]:
+    """What one shard believes of a site: its agents (``state`` as the engine has it, presence
+    ``ready``, not-ready ``reason``) and the live calls the shard places there (``queued``,
+    ``ringing`` or ``talking``, the agent, the current reservation, and ``transfer_to`` while
+    a transfer order to that site is unanswered: the call is still queued here then, for an
+    agent there).  Calls in transit between two sites are at neither.  Runs where the shard
+    lives: inside its Ray actor (through the actor's ``__ray_call__``), read-only."""
+    router = shard.router
+    engine = router.engine
+    agents = {
+        agent.id: {
+            "state": engine.agent_state(agent.id).value,
+            "ready": engine.agent_ready(agent.id),
+            "reason": engine.agent_reason(agent.id),
+        }
+        for agent in router.network.agents.values()
+        if agent.site_id == site_id
+    }
+    contacts: dict[str, Any] = {}
+    for contact_id in router.live_contacts():
+        live = router._live[contact_id]
+        if live.landed_at == site_id:
+            contacts[contact_id] = {
+                "state": router.contact_state(contact_id),
+                "agent_id": engine.delivered_to(contact_id),
+                "reservation": live.reservation,
+                "transfer_to": live.transfer_to,
+            }
+    return {"agents": agents, "contacts": contacts}
+
+
+async def _shard_view(client: ShardClient, site_id: str) -> dict[str, Any]:
+    if isinstance(client, LocalShard):
+        return site_view(client.shard, site_id)
+    view: dict[str, Any] = await client.query("__ray_call__", site_view, site_id)
+    return view
+
+
 def _describe(error: ValidationError) -> str:
     """The first problems of a frame in one line: ``delta.seq: Input should be ...``."""
     problems = [
@@ -262,6 +328,16 @@ def site_link_router(hub: SiteHub) -> APIRouter:
         """A site agent's link: ``Authorization: Bearer <site token>``, then JSON frames of
         :mod:`site_agent.protocol` both ways."""
         await hub.serve(site_id, websocket)
+
+    @router.get("/sites/{site_id}/view", tags=["site links"], response_model=None)
+    async def site_view_route(site_id: str, request: Request) -> dict[str, Any] | JSONResponse:
+        """What the router believes of the site (``Authorization: Bearer <site token>``):
+        ``agents`` (``state``, ``ready``, ``reason``), ``contacts`` there (``state``,
+        ``agent_id``, ``reservation``), and whether the link is ``connected`` and ``in_step``."""
+        refusal = hub.refusal(site_id, request.headers.get("authorization"))
+        if refusal is not None:
+            return JSONResponse({"detail": refusal}, status_code=403)
+        return await hub.view(site_id)
 
     return router
 

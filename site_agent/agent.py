@@ -8,9 +8,17 @@ and rejections naming the reservation they settle.
 When no router can be reached it keeps the site working: its own routing engine
 (:class:`~site_agent.local_routing.LocalRouter`, always in step with the PBX) routes the calls
 queued at the site and every new one, and each call so given to an agent who answered is
-reported as ``LocallyRouted`` when a router is back, after the snapshot.  Handing back waits
+reported as ``LocallyRouted`` when a router is back, after the snapshot; each call whose caller
+hung up while no router heard it is reported as ``LocallyAbandoned``.  Handing back waits
 (briefly) for the calls the site rang on its own to be answered or not, so the snapshot and the
 reports agree on every call.
+
+A transfer is a handshake: on ``TransferOut`` the call leaves and the site confirms with
+``ContactTransferred`` (or rejects, if the call is gone or not queued); the confirmation is kept
+until the router acknowledges it, and until then every snapshot lists the call as
+``transferred``, so a confirmation lost with the link still reaches the router.  The
+destination, taking the call in on the router's ``Deliver``, says so (``ContactTakenIn``, kept
+and listed in snapshots' ``taken_in`` the same way).
 
 Nothing is lost or rung twice across a disconnect because the PBX is the only truth: the
 snapshot is read from it, never from what was sent; a reservation is remembered, so a re-sent
@@ -63,10 +71,13 @@ from site_agent.protocol import (
     ContactData,
     ContactFinished,
     ContactStatus,
+    ContactTakenIn,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     DeliveryRejected,
     Delta,
+    LocallyAbandoned,
     LocallyRouted,
     RouterMessage,
     SiteEvent,
@@ -145,6 +156,55 @@ class LocalDecision:
         return events
 
 
+@dataclass(slots=True)
+class LocalAbandon:
+    """A caller who hung up while no router heard of it (the site routed alone, or was handing
+    back): the router's contact history would not have the call otherwise."""
+
+    contact: ContactData
+    at: float
+
+    def report(self) -> list[SiteEvent]:
+        return [LocallyAbandoned(contact=self.contact, at=self.at)]
+
+
+@dataclass(slots=True)
+class TransferReport:
+    """A call that left on the router's transfer order: confirmed until acknowledged, and
+    listed in every snapshot meanwhile."""
+
+    contact: ContactData
+    event: ContactTransferred
+
+    def report(self) -> list[SiteEvent]:
+        return [self.event]
+
+    def status(self) -> ContactStatus:
+        return ContactStatus(
+            contact=self.contact,
+            state="transferred",
+            reservation=self.event.reservation,
+            to_site=self.event.to_site,
+        )
+
+
+@dataclass(slots=True)
+class IntakeReport:
+    """A call taken in from transit (a ``Deliver`` with ``from_site``): said at once, and
+    listed in every snapshot's ``taken_in`` until acknowledged, so a router whose delivery
+    crossed a dropped link knows the call arrived (even if it ended since)."""
+
+    event: ContactTakenIn
+
+    def report(self) -> list[SiteEvent]:
+        return [self.event]
+
+
+Report = LocalDecision | LocalAbandon | TransferReport | IntakeReport
+# Reports a snapshot carries (kept until a delta after it is acknowledged), not re-sent after it.
+_IN_SNAPSHOTS = (TransferReport, IntakeReport)
+
+
 @dataclass(slots=True, eq=False)
 class _Connection:
     """One connection's numbering and what waits to go out on it."""
@@ -196,14 +256,16 @@ class SiteAgent:
         self.local = LocalRouter(network, self.site_id, router_settings or RouterSettings())
         self.mode = Mode.HANDOVER
         self._connection: _Connection | None = None
-        # By (reservation, contact): a router that restarted may number from 1 again, so a
-        # number alone does not identify a decision (see _remember).
-        self._reservations: OrderedDict[tuple[int, str], Reservation] = OrderedDict()
+        # By number: routers number from the wall clock, so a restarted one does not reuse a
+        # number; one reused all the same (a clock stepped back) for another call or agent is
+        # still obeyed as a new decision (see _remember).
+        self._reservations: OrderedDict[int, Reservation] = OrderedDict()
         self._ringing: dict[str, Reservation] = {}  # contact -> router reservation ringing
         self._talking: dict[str, int] = {}  # contact -> reservation it was answered under
         self._local_ringing: dict[str, LocalDecision] = {}
-        # Answered local decisions not yet acknowledged by a router, and those still talking.
-        self._reports: dict[int, LocalDecision] = {}
+        # What a router must be told and has not acknowledged (answered local decisions,
+        # local abandons, transfer confirmations, intakes), and local decisions still talking.
+        self._reports: dict[int, Report] = {}
         self._answered_locally: dict[str, LocalDecision] = {}
         self._report_number = 0
         self._engine_changed = asyncio.Event()
@@ -304,14 +366,18 @@ class SiteAgent:
 
     async def _send_snapshot(self, connection: _Connection) -> None:
         """Whatever waits goes out first under the old numbering; then the snapshot (seq 0),
-        read at this instant, and the numbering starts again.  Local decisions not yet
-        acknowledged follow it in delta 1."""
+        read at this instant, and the numbering starts again.  Transfers and intakes not yet
+        acknowledged are in the snapshot (kept until a delta after it is acknowledged); local
+        decisions and abandons not yet acknowledged follow it in delta 1."""
         await self._flush(connection)
         snapshot = self._snapshot()
         self.mode = Mode.ROUTER
         connection.seq = 0
         connection.sent_reports.clear()
-        connection.outbox_reports = list(self._reports)
+        listed = [n for n, r in self._reports.items() if isinstance(r, _IN_SNAPSHOTS)]
+        if listed:
+            connection.sent_reports[0] = listed
+        connection.outbox_reports = [n for n in self._reports if n not in set(listed)]
         connection.outbox = [
             event
             for number in connection.outbox_reports
@@ -323,9 +389,18 @@ class SiteAgent:
 
     def _snapshot(self) -> Snapshot:
         state = self.pbx.state()
+        here = {call.contact.id for call in state.calls}
+        transferred = [
+            report.status()
+            for report in self._reports.values()
+            if isinstance(report, TransferReport) and report.contact.id not in here
+        ]
         return Snapshot(
             site_id=self.site_id,
             at=state.at,
+            taken_in=[
+                r.event.reservation for r in self._reports.values() if isinstance(r, IntakeReport)
+            ],
             agents=[
                 AgentStatus(
                     agent_id=a.agent_id,
@@ -345,7 +420,8 @@ class SiteAgent:
                     reservation=self._reservation_of(call),
                 )
                 for call in state.calls
-            ],
+            ]
+            + transferred,
         )
 
     def _reservation_of(self, call: PbxCall) -> int | None:
@@ -424,13 +500,18 @@ class SiteAgent:
         self._settled.set()
         if not answered:
             return  # an offer let ring out (or hung up on) never left the site: not reported
-        self._report_number += 1
-        self._reports[self._report_number] = decision
         self._answered_locally[contact_id] = decision
+        self._add_report(decision)  # sent now only if handed over already (not expected)
+
+    def _add_report(self, report: Report) -> None:
+        """Keep a report until a router acknowledges it: sent now if a router routes, else
+        after the next connection's snapshot."""
+        self._report_number += 1
+        self._reports[self._report_number] = report
         connection = self._connection
-        if self.mode is Mode.ROUTER and connection is not None:  # not expected: handed over
+        if self.mode is Mode.ROUTER and connection is not None:
             connection.outbox_reports.append(self._report_number)
-            for event in decision.report():
+            for event in report.report():
                 self._report(event)
 
     async def _timers(self) -> None:
@@ -509,7 +590,14 @@ class SiteAgent:
                 ringing = self._ringing.pop(contact_id, None)
                 if ringing is not None:
                     ringing.state = ReservationState.ABANDONED
-                self._report(ContactAbandoned(contact_id=contact_id, at=at))
+                if self.mode is Mode.ROUTER:
+                    self._report(ContactAbandoned(contact_id=contact_id, at=at))
+                else:
+                    # No router hears it now, and the next snapshot cannot show a call that
+                    # is gone: report it after that snapshot.
+                    known = self.local.contact(contact_id)
+                    if known is not None:
+                        self._add_report(LocalAbandon(contact_data(known), at))
             case _:
                 pass  # a transfer out: the router ordered it, and knows
 
@@ -534,20 +622,25 @@ class SiteAgent:
         self._engine_changed.set()
 
     def _remember(self, reservation: Reservation) -> bool:
-        """Record a decision; False if this very decision was seen before (re-sent): same
-        reservation, contact and agent (or destination).  The same number for another call
-        or agent is a new decision of a router that restarted its numbering."""
-        key = (reservation.number, reservation.contact_id)
-        seen = self._reservations.get(key)
-        if seen is not None and (seen.agent_id, seen.to_site) == (
-            reservation.agent_id,
-            reservation.to_site,
-        ):
-            self.duplicate_deliveries += 1
-            log.info("site %s: reservation %d seen before", self.site_id, reservation.number)
-            return False
-        self._reservations.pop(key, None)
-        self._reservations[key] = reservation
+        """Record a decision; False if this very decision was seen before (re-sent).
+
+        Routers number from the wall clock, so a number names one decision even across router
+        restarts.  As a safeguard (a router whose clock stepped back) a number seen before for
+        another call, agent or destination is obeyed as the new decision it is."""
+        number = reservation.number
+        seen = self._reservations.pop(number, None)
+        if seen is not None:
+            if (seen.contact_id, seen.agent_id, seen.to_site) == (
+                reservation.contact_id,
+                reservation.agent_id,
+                reservation.to_site,
+            ):
+                self._reservations[number] = seen
+                self.duplicate_deliveries += 1
+                log.info("site %s: reservation %d seen before", self.site_id, number)
+                return False
+            log.warning("site %s: reservation %d reused for a new decision", self.site_id, number)
+        self._reservations[number] = reservation
         while len(self._reservations) > REMEMBERED_RESERVATIONS:
             self._reservations.popitem(last=False)
         return True
@@ -571,8 +664,14 @@ class SiteAgent:
         if not self._remember(reservation):
             return
         try:
-            if message.from_site is not None and message.from_site != self.site_id:
-                self.pbx.transfer_in(message.contact.to_contact(self.site_id), message.from_site)
+            if message.from_site is not None and self.pbx.call(contact_id) is None:
+                contact = message.contact.to_contact(self.site_id)
+                self.pbx.transfer_in(contact, message.from_site)
+                self.local.taken_in(contact)
+                intake = ContactTakenIn(
+                    reservation=message.reservation, contact_id=contact_id, at=self.pbx.now()
+                )
+                self._add_report(IntakeReport(intake))
             self.pbx.ring(contact_id, message.agent_id)
         except PbxRefusedError as error:
             self._reject(reservation, str(error))
@@ -591,15 +690,27 @@ class SiteAgent:
         )
         if not self._remember(reservation):
             return
+        call = self.pbx.call(message.contact_id)
         try:
+            if call is None:
+                raise PbxRefusedError(f"call {message.contact_id} is not at site {self.site_id}")
             self.pbx.transfer_out(message.contact_id, message.to_site)
         except PbxRefusedError as error:
             self._reject(reservation, str(error))
+            return
+        confirmation = ContactTransferred(
+            reservation=message.reservation,
+            contact_id=message.contact_id,
+            to_site=message.to_site,
+            at=self.pbx.now(),
+        )
+        self._add_report(TransferReport(contact_data(call.contact), confirmation))
 
     def _withdraw(self, message: Withdraw) -> None:
-        reservation = self._reservations.get((message.reservation, message.contact_id))
+        reservation = self._reservations.get(message.reservation)
         if (
             reservation is None
+            or reservation.contact_id != message.contact_id
             or reservation.state is not ReservationState.RINGING
             or reservation.agent_id != message.agent_id
         ):

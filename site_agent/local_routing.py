@@ -143,6 +143,14 @@ class LocalRouter:
                     decided = self._decide(lambda: self.engine.abandon(contact_id, at))
         return self._keep(decided, event.at)
 
+    def contact(self, contact_id: str) -> Contact | None:
+        """A call at the site, as the PBX reported it (``None`` once it ended or left)."""
+        return self._contacts.get(contact_id)
+
+    def taken_in(self, contact: Contact) -> None:
+        """A call another site transferred here is queued at the PBX (no CallArrived)."""
+        self._contacts[contact.id] = contact
+
     def ringing(self, contact: Contact, agent_id: str, at: float) -> None:
         """The router had the PBX ring one of our agents: that agent is busy."""
         self._contacts[contact.id] = contact

@@ -10,8 +10,27 @@ each carries a reservation number, so a delivery re-sent after a reconnect is re
 never rings an agent twice, and the site's confirmation (the agent answered) or rejection (the
 agent went not ready meanwhile, or let it ring out) names the reservation it settles.
 
-When no router is reachable the site routes locally and reports each such decision
-(:class:`LocallyRouted`) when the router returns, so the router's view includes it.
+A call that must move to another site moves in a **handshake**, so that a call can never be
+rung at one site while it is still (or no longer) at another: the router first sends the site
+where the call is a :class:`TransferOut` (the agent at the destination stays reserved); that
+site sends the call on and confirms with :class:`ContactTransferred`, or refuses with
+:class:`DeliveryRejected` (the caller hung up, the call is no longer queued there); only on the
+confirmation does the router send the destination its :class:`Deliver` (``from_site`` set), on
+which the destination takes the call in and rings its agent.  Until the router acknowledges the
+confirmation the site keeps it, and lists the call in its snapshots as ``transferred``: a
+confirmation lost with a dropped link still reaches the router, so a call in transit is never
+forgotten.  Likewise the destination confirms that it took the call in (:class:`ContactTakenIn`,
+listed in its snapshot's ``taken_in`` until acknowledged), so that a delivery lost with the
+destination's link is sent again elsewhere, and one that arrived is not.
+
+Reservation numbers are unique across router restarts (each router shard starts its numbering
+from the wall clock, :func:`orchestrator.global_router.reservation_origin`), so a number names
+one decision, and a site that sees it again knows the message is re-sent.
+
+When no router is reachable the site routes locally and reports, when the router returns, each
+call it gave an agent who answered (:class:`LocallyRouted`) and each call whose caller hung up
+meanwhile (:class:`LocallyAbandoned`), so the router's view and its contact history include
+them.
 
 Every message is a pydantic model with a literal ``kind``, so one JSON document decodes to the
 right class (:data:`SiteMessage`, :data:`RouterMessage`) and a malformed one is refused with the
@@ -126,6 +145,28 @@ class DeliveryRejected(_Message):
     reason: str = "no answer"
 
 
+class ContactTransferred(_Message):
+    """The call the router ordered out under ``reservation`` (:class:`TransferOut`) has left
+    for ``to_site``: the router now sends that site its :class:`Deliver`."""
+
+    kind: Literal["contact_transferred"] = "contact_transferred"
+    reservation: int
+    contact_id: str
+    to_site: str
+    at: float
+
+
+class ContactTakenIn(_Message):
+    """The call a :class:`Deliver` brought from transit (``from_site`` set) is here now, under
+    ``reservation``: kept until acknowledged, like a transfer's confirmation, so a router whose
+    delivery crossed a dropped link learns from the snapshot whether the call arrived."""
+
+    kind: Literal["contact_taken_in"] = "contact_taken_in"
+    reservation: int
+    contact_id: str
+    at: float
+
+
 class ContactFinished(_Message):
     kind: Literal["contact_finished"] = "contact_finished"
     contact_id: str
@@ -150,6 +191,24 @@ class LocallyRouted(_Message):
     at: float
 
 
+class LocallyAbandoned(_Message):
+    """While the router was unreachable (or before the site's snapshot reached it) the caller
+    hung up: reported when the router is back, after the snapshot.
+
+    Why a report and not the snapshot: the snapshot is the site's state, and a call that came
+    and went during the outage is in no state any more, so without this report it would never
+    exist for the router.  The router's own engine needs nothing (the call is gone), but the
+    contact history and the statistics kept from what the router sees (offered, abandoned,
+    waits) would silently lose exactly the calls of an outage.  So the report carries the whole
+    contact (queue, arrival, region ...) as a route request would, and when the caller hung
+    up; a router that still has the call (it never noticed the outage) ends it, one that does
+    not only records it (re-sent reports change nothing)."""
+
+    kind: Literal["locally_abandoned"] = "locally_abandoned"
+    contact: ContactData
+    at: float
+
+
 SiteEvent = Annotated[
     AgentLoggedIn
     | AgentReady
@@ -159,9 +218,12 @@ SiteEvent = Annotated[
     | ContactArrived
     | DeliveryConfirmed
     | DeliveryRejected
+    | ContactTransferred
+    | ContactTakenIn
     | ContactFinished
     | ContactAbandoned
-    | LocallyRouted,
+    | LocallyRouted
+    | LocallyAbandoned,
     Field(discriminator="kind"),
 ]
 
@@ -191,22 +253,29 @@ class AgentStatus(_Message):
 
 class ContactStatus(_Message):
     """``queued``: waiting at the site for a decision; ``ringing``: delivered under
-    ``reservation`` to ``agent_id``, not yet answered; ``talking``: answered by ``agent_id``."""
+    ``reservation`` to ``agent_id``, not yet answered; ``talking``: answered by ``agent_id``;
+    ``transferred``: no longer at the site, sent to ``to_site`` on the router's
+    :class:`TransferOut` ``reservation``, and the site's :class:`ContactTransferred` not yet
+    acknowledged (the router completes the transfer if it has not)."""
 
     contact: ContactData
-    state: Literal["queued", "ringing", "talking"]
+    state: Literal["queued", "ringing", "talking", "transferred"]
     agent_id: str | None = None
     reservation: int | None = None
+    to_site: str | None = None
 
 
 class Snapshot(_Message):
-    """The site's whole state; it replaces whatever the router believed of the site."""
+    """The site's whole state; it replaces whatever the router believed of the site.
+    ``taken_in``: reservations under which the site took calls in from transit and whose
+    :class:`ContactTakenIn` is not acknowledged yet (those calls may have ended since)."""
 
     kind: Literal["snapshot"] = "snapshot"
     site_id: str
     at: float
     agents: list[AgentStatus]
     contacts: list[ContactStatus]
+    taken_in: list[int] = Field(default_factory=list)
 
 
 SiteMessage = Annotated[Delta | Snapshot, Field(discriminator="kind")]
@@ -217,8 +286,10 @@ SITE_MESSAGE: TypeAdapter[Delta | Snapshot] = TypeAdapter(SiteMessage)
 
 
 class Deliver(_Message):
-    """Ring ``agent_id`` (an agent of the receiving site) with the contact; ``from_site`` is
-    where the call is now, when it must first be transferred here."""
+    """Ring ``agent_id`` (an agent of the receiving site) with the contact.  ``from_site``: the
+    call is not at the receiving site yet; it left ``from_site`` by transfer (confirmed with
+    :class:`ContactTransferred`), and the receiving site takes it in (confirming with
+    :class:`ContactTakenIn`), then rings."""
 
     kind: Literal["deliver"] = "deliver"
     reservation: int
@@ -228,7 +299,9 @@ class Deliver(_Message):
 
 
 class TransferOut(_Message):
-    """Send the call, queued at the receiving site, to ``to_site`` (its agent is reserved)."""
+    """Send the call, queued at the receiving site, to ``to_site``, where an agent is reserved
+    for it; answer :class:`ContactTransferred` once it left, or :class:`DeliveryRejected` if it
+    cannot (the call is gone, or not queued).  The destination hears of it only then."""
 
     kind: Literal["transfer_out"] = "transfer_out"
     reservation: int

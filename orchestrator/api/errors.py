@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from orchestrator.api.routing import RoutingConflictError, RoutingRefusedError
 from orchestrator.persistence import (
@@ -192,14 +193,18 @@ def install_error_handlers(app: FastAPI) -> None:
 # ------------------------------------------------------------------ storable input
 
 
-async def reject_unstorable_input(request: Request) -> None:
+async def reject_unstorable_input(connection: HTTPConnection) -> None:
     """Refuse text no database keeps and numbers JSON cannot carry, before any handler runs.
 
     PostgreSQL refuses NUL characters in text and JSON, and neither backend can encode a lone
     UTF-16 surrogate; Python's JSON parser accepts ``NaN`` and ``Infinity``, which are not
     JSON.  Caught here, each is a 422 naming the field, instead of a database error (a 500)
-    halfway through a change.
+    halfway through a change.  WebSocket routes (the sites' links, when the app serves them)
+    check their own frames.
     """
+    if not isinstance(connection, Request):
+        return
+    request = connection
     problems: list[dict[str, Any]] = [
         {"loc": ["path", name], "msg": problem, "type": "unstorable"}
         for name, value in request.path_params.items()

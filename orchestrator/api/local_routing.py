@@ -1,13 +1,15 @@
-""":class:`LocalRouting`: the routing service in process, for tests and the embedded demo.
+""":class:`LocalRouting`: the routing service in process, for tests and a one-process router.
 
 It plays every site's part towards one :class:`GlobalRouter`, over the router's own input
 (sequence-numbered deltas, a snapshot first and whenever the router asks), so contacts and agents
 changed through the API take the same path as a site agent's, and the router's reservations come
-back as they would to a site.  What a site would do with them it records in the
-``ContactStore``: a delivery is ``reserved``, a transfer order ``transferred``, a withdrawal
-(no answer) ``redirected``.  With no PBX behind it, calls are answered, finished or abandoned
-only when told (:meth:`LocalRouting.answer`, :meth:`finish`, :meth:`abandon`: what a site agent
-would report).
+back as they would to a site.  What a site would do with them it records
+(:class:`~orchestrator.api.live.ContactHistory`, shared with the Ray-backed service): in the
+``ContactStore`` a delivery is ``reserved``, a transfer order ``transferred``, a withdrawal (no
+answer) ``redirected``; with an ``IntervalStore`` (:meth:`LocalRouting.from_database` passes
+the database's), the 15-minute counters add up as contacts arrive, are answered and end.
+With no PBX behind it, calls are answered, finished or abandoned only when told
+(:meth:`LocalRouting.answer`, :meth:`finish`, :meth:`abandon`: what a site agent would report).
 
 Requests are checked against the router's view before they are sent: the router treats an event
 it cannot apply as the site and router having drifted apart and asks for a snapshot, which is
@@ -23,51 +25,49 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from orchestrator.api.live import (
+    Clock,
+    ContactHistory,
+    LiveCall,
+    agent_change_events,
+    check_contact,
+    contact_data,
+    live_agent,
+    offer_detail,
+    realtime_stats,
+    site_of_agent,
+)
 from orchestrator.api.routing import (
-    AgentCounts,
     AgentLiveState,
     ContactRequest,
     LiveContactState,
     LogoutChange,
     NotReadyChange,
-    QueueRealtime,
-    QueueSiteRealtime,
     ReadyChange,
     RealtimeStats,
     RouteOutcome,
     RoutingConflictError,
-    RoutingRefusedError,
-    SiteRealtime,
-    SkillRealtime,
 )
 from orchestrator.global_router import GlobalRouter, Outbound
 from orchestrator.persistence import (
     ContactStore,
     Database,
-    DuplicateContactError,
+    IntervalStore,
     NotFoundError,
-    RouteEventKind,
 )
 from routing.model import AgentState, Network
 from routing.settings import RouterSettings
 from site_agent.protocol import (
     Ack,
-    AgentLoggedIn,
-    AgentLoggedOut,
-    AgentNotReady,
-    AgentReady,
     AgentStatus,
     ContactAbandoned,
     ContactArrived,
-    ContactData,
     ContactFinished,
     ContactStatus,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     Delta,
@@ -76,37 +76,25 @@ from site_agent.protocol import (
     SnapshotRequest,
     TransferOut,
     Withdraw,
-    WrapUpEnded,
 )
-
-Clock = Callable[[], float]
-
-_BUSY = frozenset({AgentState.RESERVED, AgentState.ON_CONTACT})
-
-
-@dataclass(slots=True)
-class _Call:
-    """A live contact as its site sees it: where it is, and which agent it rings or talks to."""
-
-    data: ContactData
-    site: str
-    state: LiveContactState = "queued"
-    agent: str | None = None
-    reservation: int | None = None
 
 
 class LocalRouting:
     """:class:`~orchestrator.api.routing.RoutingService` over a :class:`GlobalRouter`."""
 
     def __init__(
-        self, router: GlobalRouter, contacts: ContactStore, *, clock: Clock = time.time
+        self,
+        router: GlobalRouter,
+        contacts: ContactStore,
+        *,
+        intervals: IntervalStore | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self._router = router
-        self._contacts = contacts
+        self._history = ContactHistory(router.network, contacts, intervals)
         self._clock = clock
         self._lock = threading.Lock()
         self._seq = dict.fromkeys(router.network.sites, 0)
-        self._calls: dict[str, _Call] = {}
         now = clock()
         with self._lock:
             for site in sorted(router.network.sites):
@@ -122,7 +110,12 @@ class LocalRouting:
     ) -> LocalRouting:
         """A router on the stored configuration (which needs at least one queue)."""
         network = database.config.snapshot().network
-        return cls(GlobalRouter(network, settings), database.contacts, clock=clock)
+        return cls(
+            GlobalRouter(network, settings),
+            database.contacts,
+            intervals=database.intervals,
+            clock=clock,
+        )
 
     @property
     def router(self) -> GlobalRouter:
@@ -131,6 +124,10 @@ class LocalRouting:
     @property
     def network(self) -> Network:
         return self._router.network
+
+    @property
+    def _calls(self) -> dict[str, LiveCall]:
+        return self._history.calls
 
     # ----------------------------------------------------------------- RoutingService
 
@@ -180,43 +177,13 @@ class LocalRouting:
             return operation(now, *args)
 
     def _route_contact(self, now: float, request: ContactRequest) -> RouteOutcome:
-        self._check_contact(request)
-        data = ContactData(
-            id=request.id,
-            queue_id=request.queue,
-            arrival=now,
-            channel=request.channel,
-            caller_region=request.caller_region,
-            priority=request.priority,
-            required_skills=request.required_skills,
-            customer_id=request.customer_id,
-            attributes=request.attributes,
-            preferred_site=request.preferred_site,
-        )
+        check_contact(self.network, request, self._calls)
+        data = contact_data(request, now)
         site = request.landing_site
-        self._contacts.create(
-            contact_id=request.id,
-            queue=request.queue,
-            channel=request.channel,
-            caller_region=request.caller_region,
-            landing_site=site,
-            at=_at(now),
-            detail=request.model_dump(
-                mode="json",
-                include={
-                    "priority",
-                    "required_skills",
-                    "customer_id",
-                    "attributes",
-                    "preferred_site",
-                },
-                exclude_defaults=True,
-            ),
-        )
-        call = self._calls[request.id] = _Call(data=data, site=site)
+        call = self._history.offered(data, site, now, detail=offer_detail(request))
         self._send(site, now, ContactArrived(contact=data, at=now))
         if call.state == "queued":
-            self._record(request.id, RouteEventKind.QUEUED, now, site=site)
+            self._history.queued(request.id, now)
         return RouteOutcome(
             contact_id=request.id,
             state=call.state,
@@ -224,74 +191,25 @@ class LocalRouting:
             site_id=call.site if call.agent is not None else None,
         )
 
-    def _check_contact(self, request: ContactRequest) -> None:
-        network = self.network
-        queue = network.queues.get(request.queue)
-        problems = []
-        if queue is None:
-            problems.append(f"unknown queue {request.queue!r}")
-        elif request.channel is not queue.channel:
-            problems.append(
-                f"queue {queue.id!r} takes {queue.channel} contacts, not {request.channel}"
-            )
-        for field, site in (
-            ("landing", request.landing_site),
-            ("preferred", request.preferred_site),
-        ):
-            if site is not None and site not in network.sites:
-                problems.append(f"unknown {field} site {site!r}")
-        unknown = sorted(set(request.required_skills) - network.skills)
-        if unknown:
-            problems.append(f"unknown required skill(s) {unknown}")
-        if problems:
-            raise RoutingRefusedError(f"contact {request.id!r}: " + "; ".join(problems))
-        if request.id in self._calls:
-            raise DuplicateContactError(f"contact {request.id!r} is being routed")
-
     def _change_agent_state(
         self, now: float, agent_id: str, change: ReadyChange | NotReadyChange | LogoutChange
     ) -> AgentLiveState:
-        site = self._site_of(agent_id)
+        site = site_of_agent(self.network, agent_id)
         state = self._router.engine.agent_state(agent_id)
-        logged_out = state is AgentState.LOGGED_OUT
-        events: list[SiteEvent] = []
-        match change:
-            case ReadyChange():
-                if logged_out:
-                    events.append(AgentLoggedIn(agent_id=agent_id, at=now, ready=True))
-                else:
-                    events.append(AgentReady(agent_id=agent_id, at=now))
-                if state is AgentState.AFTER_CONTACT_WORK:
-                    # Ready during wrap-up ends it, as on an agent's phone.
-                    events.append(WrapUpEnded(agent_id=agent_id, at=now))
-            case NotReadyChange(reason=reason):
-                if logged_out:
-                    events.append(AgentLoggedIn(agent_id=agent_id, at=now, ready=False))
-                events.append(AgentNotReady(agent_id=agent_id, at=now, reason=reason))
-            case LogoutChange():
-                if state in _BUSY:
-                    raise RoutingConflictError(
-                        f"agent {agent_id!r} is {state}: set not ready, and log out once the "
-                        "contact ends"
-                    )
-                if not logged_out:
-                    events.append(AgentLoggedOut(agent_id=agent_id, at=now))
+        events = agent_change_events(agent_id, state, change, now)
         if events:
             self._send(site, now, *events)
         return self._agent_state(now, agent_id)
 
     def _agent_state(self, _now: float, agent_id: str) -> AgentLiveState:
-        site = self._site_of(agent_id)
+        site = site_of_agent(self.network, agent_id)
         engine = self._router.engine
-        state = engine.agent_state(agent_id)
-        since = engine.agent_state_since(agent_id)
-        never = state is AgentState.LOGGED_OUT and since == 0.0
-        return AgentLiveState(
-            agent_id=agent_id,
-            site_id=site,
-            state=state,
-            reason=engine.agent_reason(agent_id),
-            since=None if never else _at(since),
+        return live_agent(
+            agent_id,
+            site,
+            engine.agent_state(agent_id),
+            engine.agent_reason(agent_id),
+            engine.agent_state_since(agent_id),
         )
 
     def _contact_state(self, _now: float, contact_id: str) -> LiveContactState | None:
@@ -307,113 +225,21 @@ class LocalRouting:
             now,
             DeliveryConfirmed(reservation=call.reservation, contact_id=contact_id, at=now),
         )
-        call.state, call.reservation = "talking", None
-        self._record(contact_id, RouteEventKind.CONFIRMED, now, site=call.site, agent=call.agent)
+        self._history.answered(contact_id, now)
 
     def _finish(self, now: float, contact_id: str, wrap_up: float | None) -> None:
         call = self._call(contact_id, "talking")
-        del self._calls[contact_id]
-        self._record(contact_id, RouteEventKind.FINISHED, now, site=call.site, agent=call.agent)
+        self._history.finished(contact_id, now, wrap_up=wrap_up)
         self._send(call.site, now, ContactFinished(contact_id=contact_id, at=now, wrap_up=wrap_up))
 
     def _abandon(self, now: float, contact_id: str) -> None:
         call = self._call(contact_id, "queued", "ringing")
-        del self._calls[contact_id]
-        self._record(contact_id, RouteEventKind.ABANDONED, now, site=call.site, agent=call.agent)
+        self._history.abandoned(contact_id, now)
         self._send(call.site, now, ContactAbandoned(contact_id=contact_id, at=now))
 
-    # ----------------------------------------------------------------- statistics
-
     def _realtime_stats(self, now: float, site: str | None, queue: str | None) -> RealtimeStats:
-        network, engine = self.network, self._router.engine
-        if site is not None and site not in network.sites:
-            raise NotFoundError(f"no site {site!r} in the running router")
-        if queue is not None and queue not in network.queues:
-            raise NotFoundError(f"no queue {queue!r} in the running router")
-        sites = [site] if site is not None else sorted(network.sites)
-        queues = [queue] if queue is not None else sorted(network.queues)
-
-        by_site: dict[str, Counter[AgentState]] = {s: Counter() for s in sites}
-        by_skill: dict[str, Counter[AgentState]] = {s: Counter() for s in sorted(network.skills)}
-        for profile in network.agents.values():
-            if profile.site_id in by_site:
-                state = engine.agent_state(profile.id)
-                by_site[profile.site_id][state] += 1
-                for skill in profile.skills:
-                    by_skill[skill][state] += 1
-
-        calls = [
-            call
-            for call in self._calls.values()
-            if (site is None or call.site == site)
-            and (queue is None or call.data.queue_id == queue)
-        ]
-        waiting = [call for call in calls if call.state == "queued"]
-        needs = {
-            q.id: q.targets[0].expression.names() if q.targets else frozenset()
-            for q in network.queues.values()
-        }
-
-        def needed(call: _Call, skill: str) -> bool:
-            return skill in call.data.required_skills or skill in needs[call.data.queue_id]
-
-        def queue_row(queue_id: str) -> QueueRealtime:
-            rows = []
-            for site_id in sites:
-                load = engine.site_load(queue_id, site_id)
-                ewt = engine.predicted_wait(network.queues[queue_id], site_id, now)
-                rows.append(
-                    QueueSiteRealtime(
-                        site=site_id,
-                        staffed=load.staffed,
-                        ready=load.ready,
-                        waiting=load.waiting,
-                        ewt_seconds=ewt,
-                    )
-                )
-            mine = [call for call in calls if call.data.queue_id == queue_id]
-            queued = [call for call in mine if call.state == "queued"]
-            return QueueRealtime(
-                queue=queue_id,
-                channel=network.queues[queue_id].channel,
-                waiting=len(queued),
-                ringing=sum(call.state == "ringing" for call in mine),
-                talking=sum(call.state == "talking" for call in mine),
-                longest_wait_seconds=_longest(queued, now),
-                staffed=sum(row.staffed for row in rows),
-                ready=sum(row.ready for row in rows),
-                sites=rows,
-            )
-
-        return RealtimeStats(
-            at=_at(now),
-            site=site,
-            queue=queue,
-            sites=[
-                SiteRealtime(
-                    site=site_id,
-                    status=engine.site_status(site_id, now) or "unknown",
-                    open=bool(engine.site_open(site_id)),
-                    agents=_counts(by_site[site_id]),
-                    waiting=sum(call.site == site_id for call in waiting),
-                    longest_wait_seconds=_longest(
-                        [call for call in waiting if call.site == site_id], now
-                    ),
-                )
-                for site_id in sites
-            ],
-            queues=[queue_row(queue_id) for queue_id in queues],
-            skills=[
-                SkillRealtime(
-                    skill=skill,
-                    agents=_counts(counts),
-                    waiting=sum(needed(call, skill) for call in waiting),
-                    longest_wait_seconds=_longest(
-                        [call for call in waiting if needed(call, skill)], now
-                    ),
-                )
-                for skill, counts in by_skill.items()
-            ],
+        return realtime_stats(
+            self.network, self._router.engine, self._calls.values(), now, site=site, queue=queue
         )
 
     # ----------------------------------------------------------------- the link
@@ -457,34 +283,25 @@ class LocalRouting:
 
     def _handle(self, out: Iterable[Outbound], now: float) -> None:
         """Do what a site does with the router's messages, and record it."""
+        history = self._history
         refused = []
         for site, message in out:
             match message:
                 case Deliver(reservation=reservation, contact=data, agent_id=agent, from_site=src):
-                    call = self._calls[data.id]
-                    call.site, call.state = site, "ringing"
-                    call.agent, call.reservation = agent, reservation
                     detail = {"reservation": reservation, "from_site": src}
-                    self._record(
-                        data.id, RouteEventKind.RESERVED, now, site=site, agent=agent, detail=detail
-                    )
+                    history.reserved(data.id, site, agent, reservation, now, detail=detail)
                 case TransferOut(reservation=reservation, contact_id=contact_id, to_site=to_site):
-                    detail = {"reservation": reservation, "from_site": site}
-                    self._record(
-                        contact_id, RouteEventKind.TRANSFERRED, now, site=to_site, detail=detail
+                    # The landing site sends the call on and confirms at once; the router's
+                    # Deliver at the destination follows (recorded inside this call, first).
+                    confirm = ContactTransferred(
+                        reservation=reservation, contact_id=contact_id, to_site=to_site, at=now
                     )
-                case Withdraw(reservation=reservation, contact_id=contact_id, agent_id=agent):
-                    call = self._calls[contact_id]
-                    if call.reservation == reservation:
-                        call.state, call.agent, call.reservation = "queued", None, None
-                    detail = {"reservation": reservation, "reason": "no answer"}
-                    self._record(
-                        contact_id,
-                        RouteEventKind.REDIRECTED,
-                        now,
-                        site=site,
-                        agent=agent,
-                        detail=detail,
+                    self._send(site, now, confirm)
+                    detail = {"reservation": reservation, "from_site": site}
+                    history.transferred(contact_id, to_site, now, detail=detail)
+                case Withdraw(reservation=reservation, contact_id=contact_id):
+                    history.taken_back(
+                        contact_id, reservation, now, redirected=True, reason="no answer"
                     )
                 case SnapshotRequest(reason=reason):
                     refused.append((site, reason))
@@ -498,50 +315,10 @@ class LocalRouting:
 
     # ----------------------------------------------------------------- helpers
 
-    def _record(
-        self,
-        contact_id: str,
-        kind: RouteEventKind,
-        now: float,
-        *,
-        site: str | None = None,
-        agent: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._contacts.record(contact_id, kind, at=_at(now), site=site, agent=agent, detail=detail)
-
-    def _site_of(self, agent_id: str) -> str:
-        profile = self.network.agents.get(agent_id)
-        if profile is None:
-            raise NotFoundError(f"no agent {agent_id!r} in the running router")
-        return profile.site_id
-
-    def _call(self, contact_id: str, *states: LiveContactState) -> _Call:
+    def _call(self, contact_id: str, *states: LiveContactState) -> LiveCall:
         call = self._calls.get(contact_id)
         if call is None:
             raise NotFoundError(f"no live contact {contact_id!r}")
         if call.state not in states:
             raise RoutingConflictError(f"contact {contact_id!r} is {call.state}")
         return call
-
-
-def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _longest(calls: list[_Call], now: float) -> float | None:
-    return max((now - call.data.arrival for call in calls), default=None)
-
-
-def _counts(states: Counter[AgentState]) -> AgentCounts:
-    logged_in = sum(n for state, n in states.items() if state is not AgentState.LOGGED_OUT)
-    return AgentCounts(
-        staffed=logged_in,
-        ready=states[AgentState.READY],
-        not_ready=states[AgentState.NOT_READY],
-        busy=states[AgentState.RESERVED] + states[AgentState.ON_CONTACT],
-        reserved=states[AgentState.RESERVED],
-        on_contact=states[AgentState.ON_CONTACT],
-        after_contact_work=states[AgentState.AFTER_CONTACT_WORK],
-        logged_out=states[AgentState.LOGGED_OUT],
-    )

@@ -3,11 +3,19 @@ lost or delivered twice whatever order settlements arrive in."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from orchestrator.global_router import GlobalRouter, Outbound, UnknownSiteError
+from orchestrator.global_router import (
+    IN_WRAP_UP,
+    GlobalRouter,
+    Outbound,
+    UnknownSiteError,
+    reservation_origin,
+)
+from orchestrator.router_actor import RouterShard
 from routing.model import AgentState
 from site_agent.protocol import (
     Ack,
@@ -20,17 +28,19 @@ from site_agent.protocol import (
     ContactData,
     ContactFinished,
     ContactStatus,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     DeliveryRejected,
     Delta,
+    LocallyAbandoned,
     LocallyRouted,
     Snapshot,
     SnapshotRequest,
     TransferOut,
     WrapUpEnded,
 )
-from tests.routing.conftest import agent_config, build_network
+from tests.routing.conftest import agent_config, build_network, queue_config
 
 
 class Site:
@@ -116,20 +126,182 @@ def test_a_rejected_delivery_goes_to_another_agent_and_the_stale_answer_is_ignor
     assert router.engine.delivered_to("c1") == "p2"
 
 
-def test_a_call_for_another_site_is_transferred(
+def transfers(out: list[Outbound]) -> list[tuple[str, TransferOut]]:
+    return [(site, m) for site, m in out if isinstance(m, TransferOut)]
+
+
+def kinds(out: list[Outbound]) -> list[tuple[str, str]]:
+    return [(site, m.kind) for site, m in out]
+
+
+def test_a_call_for_another_site_is_transferred_by_handshake(
     router: GlobalRouter, paris: Site, lyon: Site
 ) -> None:
     lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
     out = paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0))
+    # First only the order to the site where the call is; l1 stays reserved meanwhile.
+    ((site, order),) = transfers(out)
+    assert (site, order.contact_id, order.to_site) == ("paris", "c1", "lyon")
+    assert deliveries(out) == []
+    assert router.engine.agent_state("l1") is AgentState.RESERVED
+    assert router.contact_state("c1") == "ringing"
+    # Paris sends the call on and confirms: only now is Lyon told to take it in and ring.
+    out = paris.send(
+        3.0,
+        ContactTransferred(reservation=order.reservation, contact_id="c1", to_site="lyon", at=3.0),
+    )
     ((site, deliver),) = deliveries(out)
     assert (site, deliver.agent_id, deliver.from_site) == ("lyon", "l1", "paris")
-    transfers = [(s, m) for s, m in out if isinstance(m, TransferOut)]
-    assert transfers == [
-        ("paris", TransferOut(reservation=deliver.reservation, contact_id="c1", to_site="lyon"))
-    ]
-    # The call now lives at Lyon: Lyon's snapshot keeps it, Paris's no longer has to.
-    paris.snapshot(3.0)
+    assert deliver.reservation == order.reservation
+    assert router.counters.transfers == 1
+    # The call now lives at Lyon: Paris's snapshot no longer has to list it.
+    paris.snapshot(4.0)
     assert router.contact_state("c1") == "ringing"
+    lyon.send(5.0, DeliveryConfirmed(reservation=deliver.reservation, contact_id="c1", at=5.0))
+    assert router.contact_state("c1") == "talking"
+
+
+def test_a_caller_who_hangs_up_before_the_transfer_is_never_rung_elsewhere(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    ((_, order),) = transfers(paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    # The caller hangs up at Paris before the order gets there; Paris refuses it.
+    out = paris.send(2.5, ContactAbandoned(contact_id="c1", at=2.5))
+    out += paris.send(
+        3.0, DeliveryRejected(reservation=order.reservation, contact_id="c1", at=3.0,
+                              reason="call c1 is not at site paris")
+    )  # fmt: skip
+    assert deliveries(out) == [] and transfers(out) == []
+    assert kinds(out) == [("paris", "ack"), ("paris", "ack")]  # no resync: nothing wrong
+    assert router.contact_state("c1") is None
+    assert router.engine.agent_state("l1") is AgentState.READY  # never rang, no fault of l1
+
+
+def test_a_refused_transfer_frees_the_agent_and_the_landing_sites_snapshot_decides(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    ((_, order),) = transfers(paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    out = paris.send(
+        3.0, DeliveryRejected(reservation=order.reservation, contact_id="c1", at=3.0,
+                              reason="call c1 is ringing, not queued")
+    )  # fmt: skip
+    assert deliveries(out) == [] and transfers(out) == []
+    assert [type(m) for _, m in out] == [SnapshotRequest]
+    assert router.counters.transfer_refusals == 1
+    assert router.engine.agent_state("l1") is AgentState.READY
+    # The call is still at Paris, queued: routed again, under a new number.
+    out = paris.snapshot(4.0, contacts=[ContactStatus(contact=data("c1"), state="queued")])
+    ((_, again),) = transfers(out)
+    assert again.reservation != order.reservation and again.to_site == "lyon"
+
+
+def test_a_transfer_confirmed_after_its_answer_timeout_is_delivered_from_transit() -> None:
+    agents = [agent_config("p1", "paris"), agent_config("l1", "lyon")]
+    router = GlobalRouter(build_network(agents=agents, queues=[queue_config(answer_timeout=10)]))
+    paris, lyon = Site(router, "paris"), Site(router, "lyon")
+    paris.snapshot(0.0)
+    lyon.snapshot(0.0, agents=[AgentStatus(agent_id="l1", logged_in=True, ready=True)])
+    ((_, order),) = transfers(paris.send(1.0, ContactArrived(contact=data("c1", 1.0), at=1.0)))
+    # Paris is slow to answer: the engine's answer time-out takes l1's reservation back.  l1
+    # never rang, so no Withdraw; Lyon is asked for its snapshot to put l1's presence right.
+    out = router.tick(12.0)
+    assert kinds(out) == [("lyon", "snapshot_request")]
+    assert router.contact_state("c1") == "queued"
+    # The call left Paris all the same: it is in transit, and whoever takes it, takes it in.
+    out = paris.send(
+        13.0,
+        ContactTransferred(reservation=order.reservation, contact_id="c1", to_site="lyon", at=13),
+    )
+    assert deliveries(out) == []
+    assert router.counters.stale_settlements == 0 and router.counters.transfers == 1
+    out = lyon.snapshot(14.0, agents=[AgentStatus(agent_id="l1", logged_in=True, ready=True)])
+    ((site, deliver),) = deliveries(out)
+    assert (site, deliver.agent_id, deliver.from_site) == ("lyon", "l1", "paris")
+    assert deliver.reservation != order.reservation
+    # Paris's agent, ready later, is not offered a call Paris no longer has.
+    assert transfers(paris.send(15.0, AgentLoggedIn(agent_id="p1", at=15.0, ready=True))) == []
+
+
+def test_an_answer_that_beat_its_withdrawal_asks_for_the_sites_truth() -> None:
+    agents = [agent_config("p1", "paris"), agent_config("p2", "paris")]
+    router = GlobalRouter(build_network(agents=agents, queues=[queue_config(answer_timeout=10)]))
+    paris = Site(router, "paris")
+    ready = [AgentStatus(agent_id=a, logged_in=True, ready=True) for a in ("p1", "p2")]
+    paris.snapshot(0.0, agents=ready)
+    ((_, first),) = deliveries(paris.send(1.0, ContactArrived(contact=data("c1", 1.0), at=1.0)))
+    out = router.tick(12.0)  # no answer in time: withdrawn, and rung elsewhere
+    assert [m.kind for _, m in out] == ["withdraw", "deliver"]
+    # The agent answered just before the Withdraw got there: the call talks at Paris.
+    out = paris.send(12.5, DeliveryConfirmed(reservation=first.reservation, contact_id="c1",
+                                             at=12.0))  # fmt: skip
+    assert [m.kind for _, m in out] == ["snapshot_request"]
+    paris.snapshot(13.0, agents=ready, contacts=[
+        ContactStatus(contact=data("c1", 1.0), state="talking", agent_id=first.agent_id)
+    ])  # fmt: skip
+    assert router.contact_state("c1") == "talking"
+    assert router.engine.delivered_to("c1") == first.agent_id
+
+
+def test_a_transfer_confirmation_lost_with_the_link_comes_in_the_snapshot(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    ((_, order),) = transfers(paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    # Paris's link drops before its answer arrives: l1 is free meanwhile, the order parked.
+    assert router.disconnected("paris", 3.0) == []
+    assert router.contact_state("c1") is None
+    assert router.engine.agent_state("l1") is AgentState.READY
+    # Paris had sent the call on: its snapshot lists it, and Lyon takes it in.
+    transferred = ContactStatus(
+        contact=data("c1"), state="transferred", reservation=order.reservation, to_site="lyon"
+    )
+    ((site, deliver),) = deliveries(paris.snapshot(4.0, contacts=[transferred]))
+    assert (site, deliver.agent_id, deliver.from_site) == ("lyon", "l1", "paris")
+    # Listed again (the acknowledgement lost too), it changes nothing.
+    assert deliveries(paris.snapshot(5.0, contacts=[transferred])) == []
+    assert router.contact_state("c1") == "ringing"
+
+
+def test_a_transfer_order_lost_with_the_link_leaves_the_call_where_it_is(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0))
+    paris.send(2.5, ContactArrived(contact=data("c2"), at=2.5))  # waits: l1 is reserved
+    router.disconnected("paris", 3.0)
+    assert router.live_contacts() == []  # both left to Paris
+    # c1 never left (queued, re-offered); c2 was answered at Paris meanwhile; nothing else.
+    out = paris.snapshot(
+        4.0,
+        agents=[AgentStatus(agent_id="p1", logged_in=True, ready=False, reason="lunch")],
+        contacts=[
+            ContactStatus(contact=data("c1"), state="queued"),
+            ContactStatus(contact=data("c2"), state="talking", agent_id="p1"),
+        ],
+    )
+    ((_, order),) = transfers(out)
+    assert order.contact_id == "c1"
+    assert router.contact_state("c2") == "talking"
+
+
+def test_a_transfer_to_a_site_whose_link_dropped_is_routed_again_from_transit(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    paris.send(1.0, AgentLoggedIn(agent_id="p1", at=1.0, ready=False))
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    ((_, order),) = transfers(paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    router.disconnected("lyon", 3.0)
+    out = paris.send(
+        4.0,
+        ContactTransferred(reservation=order.reservation, contact_id="c1", to_site="lyon", at=4),
+    )
+    assert deliveries(out) == []  # not to Lyon, whose link is down: it would be lost there
+    assert router.contact_state("c1") == "queued"
+    # Paris's agent takes it: the delivery carries the call back in.
+    ((site, deliver),) = deliveries(paris.send(5.0, AgentReady(agent_id="p1", at=5.0)))
+    assert (site, deliver.agent_id, deliver.from_site) == ("paris", "p1", "paris")
 
 
 def test_a_gap_asks_for_a_snapshot_and_deltas_wait_for_it(
@@ -232,32 +404,119 @@ def test_shards_number_reservations_apart() -> None:
         GlobalRouter(network, shard=3, shards=3)
 
 
-def test_a_dropped_link_takes_back_what_rang_there_and_leaves_its_queue_to_the_site(
+def test_a_dropped_link_leaves_the_calls_at_the_site_to_it(
     router: GlobalRouter, paris: Site, lyon: Site
 ) -> None:
     paris.send(1.0, AgentLoggedIn(agent_id="p1", at=1.0, ready=True))
     lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
     lyon.send(1.5, AgentNotReady(agent_id="l1", at=1.5))
-    # c1 lands at Lyon and rings p1 at Paris (transfer); c2 waits at Paris.
-    ((_, ringing),) = deliveries(lyon.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    # c1 lands at Lyon and is transferred to ring p1 at Paris; c2 waits at Paris.
+    ((_, order),) = transfers(lyon.send(2.0, ContactArrived(contact=data("c1"), at=2.0)))
+    transferred = ContactTransferred(
+        reservation=order.reservation, contact_id="c1", to_site="paris", at=2.5
+    )
+    ((_, ringing),) = deliveries(lyon.send(2.5, transferred))
     assert (ringing.agent_id, ringing.from_site) == ("p1", "lyon")
     paris.send(3.0, ContactArrived(contact=data("c2"), at=3.0))
-    assert deliveries(router.disconnected("paris", 4.0)) == []  # c1 back in the queue
-    assert router.contact_state("c1") == "queued"
-    assert router.contact_state("c2") is None  # left to Paris, which routes it locally
-    # Lyon's agent takes c1, where the call still is: no transfer; not c2.
-    ((site, again),) = deliveries(lyon.send(5.0, AgentReady(agent_id="l1", at=5.0)))
-    assert (site, again.contact.id, again.agent_id, again.from_site) == ("lyon", "c1", "l1", None)
+    # Paris drops: both calls are Paris's now (c1 left Lyon), left to it until its snapshot.
+    assert router.disconnected("paris", 4.0) == []
+    assert router.contact_state("c1") is None and router.contact_state("c2") is None
+    assert deliveries(lyon.send(5.0, AgentReady(agent_id="l1", at=5.0))) == []
     assert router.engine.agent_reason("p1") == "site link down"
     assert router.needs_snapshot("paris")
-    # Paris's snapshot on reconnect restores p1 and whatever Paris still has queued.
+    # Paris's snapshot on reconnect: p1 answered c1 meanwhile, c2 went, c3 came.
     paris.snapshot(
         9.0,
         agents=[AgentStatus(agent_id="p1", logged_in=True, ready=False, reason="lunch")],
-        contacts=[ContactStatus(contact=data("c3", 8.0), state="queued")],
+        contacts=[
+            ContactStatus(contact=data("c1"), state="talking", agent_id="p1"),
+            ContactStatus(contact=data("c3", 8.0), state="queued"),
+        ],
     )
     assert router.engine.agent_reason("p1") == "lunch"
-    assert router.contact_state("c3") == "queued"
+    assert router.contact_state("c1") == "talking"
+    assert router.contact_state("c3") == "ringing"  # l1 at Lyon: a transfer order
+    assert router.contact_state("c2") is None
+
+
+def test_calls_abandoned_while_the_router_was_away_are_recorded(
+    router: GlobalRouter, paris: Site
+) -> None:
+    paris.send(1.0, ContactArrived(contact=data("c1"), at=1.0))  # waits: nobody logged in
+    # Reported after a snapshot the router never saw the drop before: it ends c1 ...
+    out = paris.send(5.0, LocallyAbandoned(contact=data("c1", 1.0), at=4.0))
+    assert kinds(out) == [("paris", "ack")]
+    assert router.contact_state("c1") is None and not router.engine.is_waiting("c1")
+    # ... and a call it never heard of (arrived and gone during the outage) is only counted,
+    # as is the same report re-sent.
+    out = paris.send(6.0, LocallyAbandoned(contact=data("c9", 2.0), at=3.0))
+    out += paris.send(6.0, LocallyAbandoned(contact=data("c9", 2.0), at=3.0))
+    assert kinds(out) == [("paris", "ack"), ("paris", "ack")]
+    assert router.counters.locally_abandoned == 3
+    assert router.live_contacts() == []
+
+
+def test_an_agent_the_site_reports_in_wrap_up_takes_no_work_until_it_ends(
+    router: GlobalRouter, paris: Site
+) -> None:
+    # A restarted router: the call p1 wrapped up ended before it knew of p1.
+    out = paris.snapshot(
+        1.0,
+        agents=[AgentStatus(agent_id="p1", logged_in=True, ready=True, wrap_up=True)],
+        contacts=[ContactStatus(contact=data("c1"), state="queued")],
+    )
+    assert deliveries(out) == []
+    assert router.engine.agent_reason("p1") == IN_WRAP_UP
+    # Presence changes during the wrap-up are kept for its end, not acted on.
+    assert deliveries(paris.send(2.0, AgentNotReady(agent_id="p1", at=2.0, reason="coffee"))) == []
+    assert router.engine.agent_reason("p1") == "coffee"
+    assert deliveries(paris.send(3.0, AgentReady(agent_id="p1", at=3.0))) == []
+    ((_, deliver),) = deliveries(paris.send(4.0, WrapUpEnded(agent_id="p1", at=4.0)))
+    assert (deliver.contact.id, deliver.agent_id) == ("c1", "p1")
+    # A later snapshot without wrap-up releases a held agent at once.
+    out = paris.snapshot(
+        5.0,
+        agents=[AgentStatus(agent_id="p2", logged_in=True, ready=True, wrap_up=True)],
+        contacts=[ContactStatus(contact=data("c2"), state="queued")],
+    )
+    assert deliveries(out) == []
+    out = paris.snapshot(6.0, agents=[AgentStatus(agent_id="p2", logged_in=True, ready=True)],
+                         contacts=[ContactStatus(contact=data("c2"), state="queued")])  # fmt: skip
+    ((_, deliver),) = deliveries(out)
+    assert deliver.agent_id == "p2"
+
+
+def test_reservation_numbers_survive_a_restart_without_being_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shard restarted a second later numbers above everything its predecessor gave, in its
+    residue class: no site can mistake a new decision for a re-sent one."""
+    clock = [1_700_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    network = build_network(agents=[agent_config("p1", "paris")])
+
+    def reservations(shard: RouterShard, count: int) -> list[int]:
+        numbers = []
+        site = Site(shard.router, "paris")
+        site.snapshot(clock[0], agents=[AgentStatus(agent_id="p1", logged_in=True, ready=True)])
+        for n in range(count):
+            out = site.send(clock[0], ContactArrived(contact=data(f"c{n}"), at=clock[0]))
+            ((_, deliver),) = deliveries(out)
+            numbers.append(deliver.reservation)
+            site.send(clock[0], DeliveryRejected(reservation=deliver.reservation,
+                                                 contact_id=f"c{n}", at=clock[0]))  # fmt: skip
+            site.send(clock[0], AgentReady(agent_id="p1", at=clock[0]))
+            site.send(clock[0], ContactAbandoned(contact_id=f"c{n}", at=clock[0]))
+        return numbers
+
+    first = reservations(RouterShard(network, None, 1, 3, freeze=False), 50)
+    clock[0] += 1.0
+    second = reservations(RouterShard(network, None, 1, 3, freeze=False), 50)
+    assert all(n % 3 == 1 for n in first + second)
+    assert min(second) > max(first)
+    assert reservation_origin(2, 3, now=1.5) == 1_500_002
+    with pytest.raises(ValueError, match="not shard 0's"):
+        GlobalRouter(network, shard=0, shards=3, first_reservation=7)
 
 
 def test_repeated_reports_and_late_wrap_up_ends_change_nothing(

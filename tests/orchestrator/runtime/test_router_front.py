@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from orchestrator.router_actor import RouterMessage
+from orchestrator.router_actor import RouterFront, RouterMessage
 from site_agent.protocol import (
     Ack,
     AgentLoggedIn,
@@ -18,8 +18,11 @@ from site_agent.protocol import (
     ContactArrived,
     ContactFinished,
     ContactStatus,
+    ContactTakenIn,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
+    LocallyAbandoned,
     SnapshotRequest,
     TransferOut,
     Withdraw,
@@ -192,21 +195,123 @@ def test_a_snapshot_is_split_so_each_shard_restores_its_own_part() -> None:
     run(scenario())
 
 
-def test_a_message_the_site_cannot_receive_is_dropped_and_the_site_must_resync() -> None:
+async def settled(front: RouterFront) -> None:
+    """Let the front's link-drop settlements (tasks) run."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_a_transfer_is_a_handshake_through_the_contacts_shard() -> None:
+    async def scenario() -> None:
+        front, hosts, sent = local_front(two_group_network(), 2)
+        sales = front.plan.shard_of_queue("sales")
+        assert sales is not None
+        paris, lyon = SiteScript("paris"), SiteScript("lyon")
+        await front.receive("paris", paris.snapshot())
+        await front.receive("lyon", lyon.snapshot([ready("s2")]))
+        await front.receive(
+            "paris", paris.delta(ContactArrived(contact=contact("c1", "sales"), at=1.0))
+        )
+        # Only the order to Paris: Lyon hears of the call once it left Paris.
+        assert kinds(sent) == [("paris", "transfer_out"), ("paris", "ack")]
+        order = sent[0][1]
+        assert isinstance(order, TransferOut) and order.reservation % 2 == sales
+        sent.clear()
+        left = ContactTransferred(
+            reservation=order.reservation, contact_id="c1", to_site="lyon", at=2.0
+        )
+        await front.receive("paris", paris.delta(left))
+        (deliver,) = delivers(sent)
+        assert (deliver.agent_id, deliver.from_site) == ("s2", "paris")
+        assert deliver.reservation == order.reservation
+        await front.receive(
+            "lyon",
+            lyon.delta(
+                ContactTakenIn(reservation=deliver.reservation, contact_id="c1", at=3.0),
+                DeliveryConfirmed(reservation=deliver.reservation, contact_id="c1", at=3.0),
+            ),
+        )
+        assert await front.contact_state("c1") == "talking"
+        # A call abandoned while Paris was cut off is recorded by its queue's shard only.
+        gone = LocallyAbandoned(contact=contact("c9", "sales"), at=4.0)
+        await front.receive("paris", paris.delta(gone))
+        assert [h.router.counters.locally_abandoned for h in hosts][sales] == 1
+        assert sum(h.router.counters.locally_abandoned for h in hosts) == 1
+        for host in hosts:
+            assert host.router.counters.refused_events == 0 and host.router.counters.gaps == 0
+        assert sent[-1] == ("paris", Ack(seq=3))
+
+    run(scenario())
+
+
+def test_a_delivery_lost_with_its_sites_link_brings_the_call_in_once_it_is_back() -> None:
     async def scenario() -> None:
         front, hosts, sent = local_front(two_group_network(), 2)
         record = front.sink
         assert record is not None
-        front.sink = lambda site, message: site != "lyon" and record(site, message)
         lyon, paris = SiteScript("lyon"), SiteScript("paris")
         await front.receive("lyon", lyon.snapshot([ready("l1")]))
         await front.receive("paris", paris.snapshot())
         await front.receive("paris", paris.delta(ContactArrived(contact=contact("c1"), at=1.0)))
         assert kinds(sent) == [("paris", "transfer_out"), ("paris", "ack")]
-        assert isinstance(sent[0][1], TransferOut) and sent[0][1].to_site == "lyon"
+        order = sent[0][1]
+        assert isinstance(order, TransferOut) and order.to_site == "lyon"
+        # Lyon's link is gone when the delivery that would bring the call in is sent.
+        front.sink = lambda site, message: site != "lyon" and record(site, message)
+        left = ContactTransferred(
+            reservation=order.reservation, contact_id="c1", to_site="lyon", at=2.0
+        )
+        await front.receive("paris", paris.delta(left))
+        await settled(front)
         assert front.counters.dropped == 1
         assert dict(front.links())["lyon"] is False
         assert all(host.router.needs_snapshot("lyon") for host in hosts)
+        # Back: its snapshot has no such call, nor took any in: it is still in transit, and
+        # is brought in now, under a new number.
+        front.sink = record
+        sent.clear()
+        await front.receive("lyon", lyon.snapshot([ready("l1")]))
+        (deliver,) = delivers(sent)
+        assert (deliver.contact.id, deliver.agent_id, deliver.from_site) == ("c1", "l1", "paris")
+        assert deliver.reservation != order.reservation
+
+    run(scenario())
+
+
+def test_a_transfer_confirmed_only_in_the_snapshot_after_a_drop_is_completed() -> None:
+    async def scenario() -> None:
+        front, _, sent = local_front(two_group_network(), 2)
+        lyon, paris = SiteScript("lyon"), SiteScript("paris")
+        await front.receive("lyon", lyon.snapshot([ready("s2")]))
+        await front.receive("paris", paris.snapshot())
+        await front.receive(
+            "paris", paris.delta(ContactArrived(contact=contact("c1", "sales"), at=1.0))
+        )
+        order = sent[0][1]
+        assert isinstance(order, TransferOut)
+        front.disconnected("paris")  # the confirmation is lost with the link
+        await settled(front)
+        sent.clear()
+        transferred = ContactStatus(
+            contact=contact("c1", "sales"),
+            state="transferred",
+            reservation=order.reservation,
+            to_site="lyon",
+        )
+        await front.receive("paris", paris.snapshot([], [transferred]))
+        (deliver,) = delivers(sent)
+        assert (deliver.contact.id, deliver.agent_id, deliver.from_site) == ("c1", "s2", "paris")
+        # Lyon took it in, the caller hung up, and Lyon's link dropped before either report
+        # got through: its snapshot lists the intake, so the call is not brought in again.
+        front.disconnected("lyon")
+        await settled(front)
+        sent.clear()
+        snapshot = lyon.snapshot([ready("s2")]).model_copy(
+            update={"taken_in": [deliver.reservation]}
+        )
+        await front.receive("lyon", snapshot)
+        assert delivers(sent) == []
+        assert await front.contact_state("c1") is None
 
     run(scenario())
 
@@ -291,6 +396,18 @@ def test_two_shards_decide_exactly_as_one_router() -> None:
                 site_id = talking.pop(contact_id)
                 event = ContactFinished(contact_id=contact_id, at=now, wrap_up=3.0)
             await front.receive(site_id, sites[site_id].delta(event))
+            # The landing site sends on each call ordered out at once (the delivery follows).
+            confirmed = 0
+            while orders := [(to, m) for to, m in sent[confirmed:] if isinstance(m, TransferOut)]:
+                confirmed = len(sent)
+                for to, order in orders:
+                    left = ContactTransferred(
+                        reservation=order.reservation,
+                        contact_id=order.contact_id,
+                        to_site=order.to_site,
+                        at=now,
+                    )
+                    await front.receive(to, sites[to].delta(left))
             for _, message in sent:
                 if isinstance(message, Deliver):
                     ringing[message.contact.id] = message

@@ -43,10 +43,12 @@ from site_agent.protocol import (
     ContactArrived,
     ContactFinished,
     ContactStatus,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     Delta,
     SnapshotRequest,
+    TransferOut,
 )
 from site_agent.simulation.loading import load_scenario
 from tests.orchestrator.runtime.conftest import (
@@ -306,9 +308,19 @@ def test_with_two_shards_a_contact_is_routed_by_its_queues_shard(
     paris.snapshot([ready("p1")])
     lyon.snapshot([ready("s2")])
     paris.send(ContactArrived(contact=contact("c1", "sales"), at=1.0))
-    deliver = lyon.expect(Deliver)  # the only sales agent is at lyon: transferred there
-    assert (deliver.agent_id, deliver.from_site, deliver.reservation % 2) == ("s2", "paris", sales)
+    # The only sales agent is at lyon: paris is told to send the call there, then lyon to ring.
+    order = paris.expect(TransferOut)
+    assert (order.contact_id, order.to_site, order.reservation % 2) == ("c1", "lyon", sales)
     paris.expect(Ack, seq=1)
+    paris.send(ContactTransferred(reservation=order.reservation, contact_id="c1", to_site="lyon",
+                                  at=1.5))  # fmt: skip
+    deliver = lyon.expect(Deliver)
+    assert (deliver.agent_id, deliver.from_site, deliver.reservation) == (
+        "s2",
+        "paris",
+        order.reservation,
+    )
+    paris.expect(Ack, seq=2)
     counters = server.call(server.front.shard_counters())
     assert (counters[sales].deliveries, counters[billing].deliveries) == (1, 0)
     assert counters[billing].events == 0

@@ -14,13 +14,14 @@ from fake_router import (
 )
 
 from site_agent.agent import Mode
-from site_agent.pbx import CallAnswered, CallEnded, CallNotAnswered
+from site_agent.pbx import CallAnswered, CallArrived, CallEnded, CallerHungUp, CallNotAnswered
 from site_agent.protocol import (
     ContactArrived,
     ContactFinished,
     Deliver,
     DeliveryConfirmed,
     Delta,
+    LocallyAbandoned,
     LocallyRouted,
     Snapshot,
 )
@@ -185,8 +186,9 @@ def test_a_whole_day_routed_locally_keeps_engine_and_pbx_in_step() -> None:
 
 
 def test_a_restarted_router_numbering_from_one_again_is_obeyed() -> None:
-    """A reservation number identifies a decision together with its call and agent: a new
-    router incarnation reusing number 1 for another call is a new decision, not a re-send."""
+    """Routers number from the wall clock, so a restarted one does not reuse numbers; should
+    one all the same (its clock stepped back), a number seen before for another call or agent
+    is obeyed as the new decision it is, not dropped as a re-send."""
 
     async def body() -> None:
         router = FakeRouter()
@@ -228,3 +230,53 @@ def _idle_agent(pbx: SimulatedPbx) -> str:
         for a in state.agents
         if a.logged_in and a.ready and not a.wrap_up and a.agent_id not in busy
     )
+
+
+def test_callers_who_hang_up_while_the_router_is_away_are_reported_on_return() -> None:
+    """The snapshot cannot show a call that came and went during the outage: each such call is
+    reported (with its data, for the router's history) once, after the next snapshot."""
+
+    async def body() -> None:
+        router = FakeRouter()
+        await router.start()
+        # One agent, long calls, impatient callers: many hang up in the queue.
+        scenario = two_sites(agents=1, calls_per_hour=240, mean_handle=600, mean_patience=60)
+        agent, pbx = north_agent(router, scenario)
+        offline: list[str] = []
+        async with running(agent):
+            # The mode the agent is in as it hears the hang-up (its handler does not change it).
+            pbx.subscribe(
+                lambda e: (
+                    offline.append(e.contact_id)
+                    if isinstance(e, CallerHungUp) and agent.mode is not Mode.ROUTER
+                    else None
+                )
+            )
+            await router.wait_for(lambda: router.events(ContactArrived), "a route request")
+            await router.stop()
+            await eventually(lambda: agent.mode is Mode.LOCAL, "local routing")
+            await eventually(lambda: len(offline) >= 3, "callers hanging up while alone")
+            await router.start()
+            await router.wait_for(
+                lambda: len(router.connections) == 2 and router.events(LocallyAbandoned),
+                "the reports",
+            )
+            await router.wait_for(  # those of the handover too
+                lambda: {e.contact.id for e in router.events(LocallyAbandoned)} >= set(offline),
+                "every report",
+            )
+        await router.stop()
+        reports = router.events(LocallyAbandoned, every=True)
+        assert sorted(e.contact.id for e in reports) == sorted(offline)  # each once, no other
+        arrivals = {e.contact.id: e for e in pbx.ledger.events if isinstance(e, CallArrived)}
+        hang_ups = {e.contact_id: e.at for e in pbx.ledger.events if isinstance(e, CallerHungUp)}
+        for report in reports:
+            assert report.contact.arrival == arrivals[report.contact.id].contact.arrival
+            assert report.contact.queue_id == "q" and report.at == hang_ups[report.contact.id]
+        # After the new connection's snapshot, in its deltas.
+        first = router.connections[-1][0]
+        assert isinstance(first, Snapshot)
+        assert not {c.contact.id for c in first.contacts} & set(offline)
+        outcomes(pbx)
+
+    run(body())

@@ -8,12 +8,16 @@ import itertools
 from fake_router import FakeRouter, eventually, north_agent, outcomes, run, running, two_sites
 
 from site_agent.protocol import (
+    Ack,
     AgentLoggedIn,
     AgentNotReady,
     AgentReady,
     ContactArrived,
     ContactData,
     ContactFinished,
+    ContactStatus,
+    ContactTakenIn,
+    ContactTransferred,
     Deliver,
     DeliveryConfirmed,
     DeliveryRejected,
@@ -199,6 +203,10 @@ def test_transfers_out_and_in_and_a_withdrawn_ring() -> None:
             assert (rejected[0].reservation, rejected[0].contact_id) == (11, "nowhere")
             assert pbx.call(first.contact.id) is None
             assert agent.duplicate_deliveries == 1
+            # The call left, and the router is told so (once): only then does it deliver it.
+            (left,) = router.events(ContactTransferred)
+            assert (left.reservation, left.contact_id, left.to_site) == (10, first.contact.id,
+                                                                          "south")  # fmt: skip
 
             agent_id = "north.agents.001"
             await router.send(Deliver(reservation=12, contact=second.contact, agent_id=agent_id))
@@ -229,7 +237,66 @@ def test_transfers_out_and_in_and_a_withdrawn_ring() -> None:
         await router.stop()
         assert [e.reservation for e in router.events(DeliveryConfirmed)] == [13]
         assert [e.reservation for e in router.events(DeliveryRejected)] == [11]
+        assert [e.reservation for e in router.events(ContactTransferred)] == [10]
+        # Taken in from transit: said so before the ring's outcome.
+        taken_in = router.events(ContactTakenIn)
+        assert [(e.reservation, e.contact_id) for e in taken_in] == [(13, "s-77")]
+        events = router.events()
+        assert events.index(taken_in[0]) < events.index(router.events(DeliveryConfirmed)[0])
         assert outcomes(pbx)[first.contact.id] == "transferred"
         assert outcomes(pbx)["s-77"] in ("talking", "finished")
 
     run(body())
+
+
+def test_a_transfer_confirmation_is_listed_in_snapshots_until_acknowledged() -> None:
+    """A confirmation lost with the link still reaches the router: in the next snapshot."""
+
+    async def body() -> None:
+        router = FakeRouter()
+        router.auto_ack = False
+        await router.start()
+        agent, pbx = north_agent(router, two_sites(mean_patience=None))
+        async with running(agent):
+            arrival = await router.wait_for(
+                lambda: next(iter(router.events(ContactArrived)), None), "a route request"
+            )
+            contact_id = arrival.contact.id
+            await router.send(TransferOut(reservation=21, contact_id=contact_id, to_site="south"))
+            await router.wait_for(lambda: router.events(ContactTransferred), "the confirmation")
+            expected = ContactStatus(
+                contact=arrival.contact, state="transferred", reservation=21, to_site="south"
+            )
+            # Not acknowledged (say the router never got it): every snapshot lists it.
+            for count in (2, 3):
+                await router.send(SnapshotRequest(reason="test"))
+                snapshot = await router.wait_for(lambda n=count: _snapshot(router, n), "snapshot")
+                assert [c for c in snapshot.contacts if c.state == "transferred"] == [expected]
+            # A delta after the snapshot acknowledged: the router has it; no longer listed.
+            seq = await router.wait_for(lambda: _delta_after(router, 3), "a delta after it")
+            await router.send(Ack(seq=seq))
+            await router.send(SnapshotRequest(reason="test"))
+            snapshot = await router.wait_for(lambda: _snapshot(router, 4), "snapshot")
+            assert not [c for c in snapshot.contacts if c.state == "transferred"]
+        await router.stop()
+        assert outcomes(pbx)[contact_id] == "transferred"
+        assert len(router.events(ContactTransferred, every=True)) == 1  # never re-sent as delta
+
+    run(body())
+
+
+def _snapshot(router: FakeRouter, count: int) -> Snapshot | None:
+    """The ``count``-th snapshot of the connection, once it came."""
+    snapshots = [m for m in router.messages if isinstance(m, Snapshot)]
+    return snapshots[count - 1] if len(snapshots) >= count else None
+
+
+def _delta_after(router: FakeRouter, count: int) -> int | None:
+    """The number of a delta sent after the connection's ``count``-th snapshot."""
+    seen = 0
+    for message in router.messages:
+        if isinstance(message, Snapshot):
+            seen += 1
+        elif seen == count:
+            return message.seq
+    return None
