@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -134,16 +135,86 @@ def _write_plot(results: list[SimulationResult], plot: str) -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run the shipped three-site demo under every routing policy and print the KPIs.
+def demo(
+    *,
+    minutes: Annotated[
+        float, typer.Option(min=0.05, max=600, help="Simulated minutes of calls.")
+    ] = 1.0,
+    speed: Annotated[
+        float,
+        typer.Option(min=1, max=600, help="Simulated seconds per wall-clock second."),
+    ] = 20.0,
+    start_hour: Annotated[
+        float,
+        typer.Option(min=0, max=23.9, help="Simulated time of day the calls start at (hours)."),
+    ] = 10.0,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed [default: the scenario's, else settings].")
+    ] = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Loopback port of the API, 0 for any.")
+    ] = 0,
+    database: Annotated[
+        Path | None,
+        typer.Option(help="Keep the SQLite database in this new file [default: a temporary one]."),
+    ] = None,
+    api_contacts: Annotated[
+        int, typer.Option(min=0, max=100, help="Contacts to create through POST /v1/contacts.")
+    ] = 2,
+    keep_running: Annotated[
+        bool,
+        typer.Option(
+            "--keep-running",
+            help="Do not stop the traffic after the minutes: read the KPIs live, then run "
+            "until interrupted.",
+        ),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON to this file.")
+    ] = None,
+) -> None:
+    """Run vcc as a system on this machine: local Ray with the router's shards, the control
+    API and the sites' links on one loopback server, and three simulated sites with their
+    agents; then print where the API and the metrics are and a KPI summary, and shut down."""
+    # Ray, FastAPI, uvicorn and SQLAlchemy take seconds to import: only `vcc demo` pays.
+    from orchestrator.demo import DemoError, DemoOptions, run_demo  # noqa: PLC0415
 
-    Today this is the simulated network on the real routing engine; the runtime issue extends it
-    to local Ray, the router, the control API and site agents.
-    """
-    Console().print(
-        f"vcc demo: three simulated sites, one workload, {len(COMPARED)} routing policies"
+    try:
+        config = settings()
+    except ValidationError as error:
+        _fail(f"invalid VCC_* settings: {describe_errors(error)}")
+    except SettingsError as error:
+        _fail(f"invalid VCC_* settings: {error}")
+    options = DemoOptions(
+        minutes=minutes,
+        speed=speed,
+        start_hour=start_hour,
+        seed=seed,
+        port=port,
+        database=database,
+        keep_running=keep_running,
+        api_contacts=api_contacts,
+        scenario="three-site-demo",
+        shards=config.router_shards,
+        num_cpus=config.ray_num_cpus or 2,
     )
-    simulate(scenario="three-site-demo", compare=True)
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    try:
+        report = run_demo(options, console, config=config)
+    except (DemoError, ScenarioError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        typer.echo("vcc demo: interrupted; everything started was stopped", err=True)
+        raise typer.Exit(code=130) from None
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            _fail(f"{json_out}: cannot write JSON: {error.strerror}")
+    console.print(f"Stopped cleanly in {report.shutdown_seconds or 0:.1f} s (Ray included).")
+    if not report.accounted and not report.live:
+        typer.echo("vcc demo: some offered contacts are not accounted for (see above)", err=True)
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -1,0 +1,671 @@
+"""What the routing services share (:class:`~orchestrator.api.local_routing.LocalRouting` in
+process, :class:`~orchestrator.ray_routing.RayRouting` over the router's shards).
+
+* requests checked against the configuration before anything is sent (:func:`check_contact`),
+  and a contact request as the router's input (:func:`contact_data`);
+* an agent's state change as the site events that make it (:func:`agent_change_events`);
+* :class:`ContactHistory`: every live contact as its sites see it (:class:`LiveCall`), and what
+  happens to it recorded as it happens: route events in the ``ContactStore``, and 15-minute
+  interval counters in the ``IntervalStore``;
+* real-time statistics from an engine's figures and the live contacts (:func:`realtime_stats`).
+
+**Interval counters.**  Everything about a contact counts in the interval, site and queue it
+was offered in (its arrival, its landing site), so that each row's service level is "of the
+contacts offered then and there": ``offered`` when it arrives; ``answered``, the wait (for
+ASA) and ``answered_within_sl`` (the queue's ``sl_threshold``) when its agent answers;
+``handle_seconds`` (talk plus after-contact work) and ``cost`` when it ends, or ``abandoned``
+and its trunk cost when the caller hangs up before an answer.  Cost is the simulator's model:
+trunk minutes at the landing site's tariff from arrival to the end, the transfer fee and
+per-minute price from the transfer on, and the serving site's labour for talk and wrap-up.
+Staffed time (for occupancy) is not counted here: it belongs to agents, not contacts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from orchestrator.api.routing import (
+    AgentCounts,
+    AgentLiveState,
+    ContactRequest,
+    LiveContactState,
+    LogoutChange,
+    NotReadyChange,
+    QueueRealtime,
+    QueueSiteRealtime,
+    ReadyChange,
+    RealtimeStats,
+    RoutingConflictError,
+    RoutingRefusedError,
+    SiteRealtime,
+    SkillRealtime,
+)
+from orchestrator.persistence import (
+    ContactStore,
+    Counters,
+    DuplicateContactError,
+    IntervalStore,
+    NotFoundError,
+    RouteEventKind,
+)
+from routing.engine import SiteLoad
+from routing.model import AgentState, Network, Queue
+from site_agent.protocol import (
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentNotReady,
+    AgentReady,
+    ContactData,
+    SiteEvent,
+    Snapshot,
+    WrapUpEnded,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Writer = Callable[[Callable[[], object]], None]
+"""Runs a store operation: at once (raising what it raises), or queued in order."""
+
+BUSY = frozenset({AgentState.RESERVED, AgentState.ON_CONTACT})
+SECONDS_PER_MINUTE = 60.0
+SECONDS_PER_HOUR = 3600.0
+
+
+def at_time(seconds: float, epoch: float = 0.0) -> datetime:
+    """A clock reading as a UTC time; ``epoch`` is the Unix time of the clock's zero."""
+    return datetime.fromtimestamp(epoch + seconds, UTC)
+
+
+# ------------------------------------------------------------------ requests
+
+
+def check_contact(network: Network, request: ContactRequest, live: Container[str]) -> None:
+    """Refuse a request the router could not take as given (:class:`RoutingRefusedError`), or
+    a contact id being routed now (:class:`DuplicateContactError`)."""
+    queue = network.queues.get(request.queue)
+    problems = []
+    if queue is None:
+        problems.append(f"unknown queue {request.queue!r}")
+    elif request.channel is not queue.channel:
+        problems.append(f"queue {queue.id!r} takes {queue.channel} contacts, not {request.channel}")
+    for role, site in (("landing", request.landing_site), ("preferred", request.preferred_site)):
+        if site is not None and site not in network.sites:
+            problems.append(f"unknown {role} site {site!r}")
+    unknown = sorted(set(request.required_skills) - network.skills)
+    if unknown:
+        problems.append(f"unknown required skill(s) {unknown}")
+    if problems:
+        raise RoutingRefusedError(f"contact {request.id!r}: " + "; ".join(problems))
+    if request.id in live:
+        raise DuplicateContactError(f"contact {request.id!r} is being routed")
+
+
+def contact_data(request: ContactRequest, now: float) -> ContactData:
+    """The request as the router's input: a contact arriving ``now``."""
+    return ContactData(
+        id=request.id,
+        queue_id=request.queue,
+        arrival=now,
+        channel=request.channel,
+        caller_region=request.caller_region,
+        priority=request.priority,
+        required_skills=request.required_skills,
+        customer_id=request.customer_id,
+        attributes=request.attributes,
+        preferred_site=request.preferred_site,
+    )
+
+
+def offer_detail(request: ContactRequest) -> dict[str, Any]:
+    """What the ``offered`` route event keeps of a request beyond the contact's columns."""
+    return request.model_dump(
+        mode="json",
+        include={"priority", "required_skills", "customer_id", "attributes", "preferred_site"},
+        exclude_defaults=True,
+    )
+
+
+def site_of_agent(network: Network, agent_id: str) -> str:
+    profile = network.agents.get(agent_id)
+    if profile is None:
+        raise NotFoundError(f"no agent {agent_id!r} in the running router")
+    return profile.site_id
+
+
+def agent_change_events(
+    agent_id: str,
+    state: AgentState,
+    change: ReadyChange | NotReadyChange | LogoutChange,
+    now: float,
+) -> list[SiteEvent]:
+    """The site events that take an agent in ``state`` where ``change`` asks (none when it is
+    there); :class:`RoutingConflictError` for logging out an agent with a contact."""
+    logged_out = state is AgentState.LOGGED_OUT
+    events: list[SiteEvent] = []
+    match change:
+        case ReadyChange():
+            if logged_out:
+                events.append(AgentLoggedIn(agent_id=agent_id, at=now, ready=True))
+            else:
+                events.append(AgentReady(agent_id=agent_id, at=now))
+            if state is AgentState.AFTER_CONTACT_WORK:
+                # Ready during wrap-up ends it, as on an agent's phone.
+                events.append(WrapUpEnded(agent_id=agent_id, at=now))
+        case NotReadyChange(reason=reason):
+            if logged_out:
+                events.append(AgentLoggedIn(agent_id=agent_id, at=now, ready=False))
+            events.append(AgentNotReady(agent_id=agent_id, at=now, reason=reason))
+        case LogoutChange():
+            if state in BUSY:
+                raise RoutingConflictError(
+                    f"agent {agent_id!r} is {state}: set not ready, and log out once the "
+                    "contact ends"
+                )
+            if not logged_out:
+                events.append(AgentLoggedOut(agent_id=agent_id, at=now))
+    return events
+
+
+def live_agent(
+    agent_id: str,
+    site: str,
+    state: AgentState,
+    reason: str | None,
+    since: float,
+    *,
+    epoch: float = 0.0,
+) -> AgentLiveState:
+    never = state is AgentState.LOGGED_OUT and since == 0.0
+    return AgentLiveState(
+        agent_id=agent_id,
+        site_id=site,
+        state=state,
+        reason=reason,
+        since=None if never else at_time(since, epoch),
+    )
+
+
+# ------------------------------------------------------------------ live contacts, recorded
+
+
+@dataclass(slots=True)
+class LiveCall:
+    """A live contact as its sites see it: where it is, and which agent it rings or talks to."""
+
+    data: ContactData
+    landing: str  # where it was offered: its statistics count there
+    site: str  # where it is now
+    state: LiveContactState = "queued"
+    agent: str | None = None
+    reservation: int | None = None
+    reserved: bool = False  # ever offered to an agent
+    answered_at: float | None = None
+    transferred_at: float | None = None  # first move off the landing site
+    local: bool = False  # its site gave it to an agent while no router was reachable
+    in_transit: bool = False  # left ``site`` by transfer, not yet taken in where it goes
+    held: bool = False  # created through the API and not yet at any site (RayRouting)
+
+    @property
+    def id(self) -> str:
+        return self.data.id
+
+
+@dataclass(slots=True)
+class SiteTally:
+    """Contacts by landing site since start, as the history saw them."""
+
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    transfers: int = 0
+    local_fallbacks: int = 0
+
+
+def _immediately(operation: Callable[[], object]) -> None:
+    operation()
+
+
+class ContactHistory:
+    """The live contacts, and each thing that happens to one recorded as it happens.
+
+    Methods take the clock reading ``at`` (seconds; ``epoch`` is the Unix time of the clock's
+    zero) and never refuse: an event that does not fit the contact's state (a settlement of a
+    reservation that is no longer current, a contact already gone) changes nothing and is
+    counted in ``ignored``.  Writes go through ``write``, in call order."""
+
+    def __init__(
+        self,
+        network: Network,
+        contacts: ContactStore,
+        intervals: IntervalStore | None = None,
+        *,
+        epoch: float = 0.0,
+        write: Writer = _immediately,
+    ) -> None:
+        self.network = network
+        self.calls: dict[str, LiveCall] = {}
+        self.tally: dict[str, SiteTally] = {site: SiteTally() for site in network.sites}
+        self.ignored = 0
+        self._contacts = contacts
+        self._intervals = intervals
+        self._epoch = epoch
+        self._write = write
+
+    # ----------------------------------------------------------------- the life of a contact
+
+    def offered(
+        self,
+        data: ContactData,
+        site: str,
+        at: float,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        stored: bool = False,
+        held: bool = False,
+    ) -> LiveCall:
+        """A contact arrived at ``site``; ``stored``: its row is created already."""
+        if not stored:
+            create = self._contacts.create
+            self._write(
+                lambda: create(
+                    contact_id=data.id,
+                    queue=data.queue_id,
+                    channel=data.channel,
+                    caller_region=data.caller_region,
+                    landing_site=site,
+                    at=self._time(at),
+                    detail=detail,
+                )
+            )
+        call = self.calls[data.id] = LiveCall(data=data, landing=site, site=site, held=held)
+        self._tally(call).offered += 1
+        self._count(call, Counters(offered=1))
+        return call
+
+    def queued(self, contact_id: str, at: float) -> None:
+        call = self.calls[contact_id]
+        self._record(call, RouteEventKind.QUEUED, at, site=call.site)
+
+    def reserved(
+        self,
+        contact_id: str,
+        site: str,
+        agent: str,
+        reservation: int | None,
+        at: float,
+        *,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """An agent of ``site`` rings with the contact (under ``reservation``)."""
+        call = self._live(contact_id)
+        if call is None:
+            return
+        if call.state == "ringing":  # the previous offer ended unseen (a lost settlement)
+            self._back_to_queue(call, RouteEventKind.REJECTED, at, "superseded")
+        elif call.state == "talking":  # sent back to the queue without anyone saying so
+            call.state, call.agent = "queued", None
+            self._record(call, RouteEventKind.QUEUED, at, site=call.site)
+        call.site, call.state, call.agent, call.reservation = site, "ringing", agent, reservation
+        call.reserved, call.in_transit = True, False
+        self._record(call, RouteEventKind.RESERVED, at, site=site, agent=agent, detail=detail)
+
+    def transferred(
+        self,
+        contact_id: str,
+        to_site: str,
+        at: float,
+        *,
+        detail: Mapping[str, Any] | None = None,
+        in_transit: bool = False,
+    ) -> None:
+        """The contact's media moves to ``to_site`` (whose agent is reserved); ``in_transit``:
+        it left its site and is not at ``to_site`` yet (the delivery there takes it in)."""
+        call = self._live(contact_id)
+        if call is None:
+            return
+        if call.transferred_at is None:
+            call.transferred_at = at
+        if in_transit:
+            call.site, call.in_transit = to_site, True
+        self._tally(call).transfers += 1
+        self._record(call, RouteEventKind.TRANSFERRED, at, site=to_site, detail=detail)
+
+    def taken_back(
+        self, contact_id: str, reservation: int, at: float, *, redirected: bool, reason: str
+    ) -> None:
+        """The ring under ``reservation`` ended unanswered and the contact waits again:
+        ``redirected`` by the router (no answer in time), else rejected by the site."""
+        call = self._live(contact_id)
+        if call is None or call.state != "ringing" or call.reservation != reservation:
+            self.ignored += 1
+            return
+        kind = RouteEventKind.REDIRECTED if redirected else RouteEventKind.REJECTED
+        self._back_to_queue(call, kind, at, reason, reservation=reservation)
+
+    def answered(
+        self,
+        contact_id: str,
+        at: float,
+        *,
+        agent: str | None = None,
+        site: str | None = None,
+        local: bool = False,
+    ) -> None:
+        """The agent answered (``agent``/``site``: the one that did, when the contact was not
+        known to ring there: a local decision, a snapshot)."""
+        call = self._live(contact_id)
+        if call is None:
+            return
+        if local:
+            self._mark_local(call)
+        if call.state == "talking":
+            self.ignored += 1
+            return
+        agent = agent or call.agent
+        site = site or call.site
+        if agent is None:
+            self.ignored += 1
+            return
+        if call.state == "queued" or call.agent != agent:
+            # Given to an agent without the router (while it was away), or found talking in a
+            # site's snapshot: reserved, then answered.
+            detail = {"local": True} if local else {"resynchronised": True}
+            self.reserved(contact_id, site, agent, None, at, detail=detail)
+        call.state, call.reservation, call.answered_at = "talking", None, at
+        self._record(call, RouteEventKind.CONFIRMED, at, site=call.site, agent=call.agent)
+        wait = max(0.0, at - call.data.arrival)
+        queue = self.network.queues[call.data.queue_id]
+        self._tally(call).answered += 1
+        within = int(wait <= queue.sl_threshold)
+        self._count(call, Counters(answered=1, answered_within_sl=within, wait_seconds=wait))
+
+    def finished(self, contact_id: str, at: float, *, wrap_up: float | None = None) -> None:
+        """The conversation ended; ``wrap_up``: its after-contact work (the queue's if None)."""
+        call = self._live(contact_id)
+        if call is None:
+            return
+        if call.state != "talking" or call.answered_at is None:
+            self.ignored += 1  # not answered as far as anyone said: ends as abandoned
+            self.abandoned(contact_id, at)
+            return
+        del self.calls[contact_id]
+        self._record(call, RouteEventKind.FINISHED, at, site=call.site, agent=call.agent)
+        queue = self.network.queues[call.data.queue_id]
+        handle = max(0.0, at - call.answered_at) + (queue.wrap_up if wrap_up is None else wrap_up)
+        labour = self.network.sites[call.site].agent_cost_per_hour * handle / SECONDS_PER_HOUR
+        cost = self._line_cost(call, at) + labour
+        self._count(call, Counters(handle_seconds=handle, cost=cost))
+
+    def abandoned(self, contact_id: str, at: float) -> None:
+        """The caller hung up before an answer."""
+        call = self._live(contact_id)
+        if call is None:
+            return
+        if call.state == "talking":  # hung up during the conversation: it ended
+            self.finished(contact_id, at)
+            return
+        del self.calls[contact_id]
+        self._record(call, RouteEventKind.ABANDONED, at, site=call.site, agent=call.agent)
+        self._tally(call).abandoned += 1
+        self._count(call, Counters(abandoned=1, cost=self._line_cost(call, at)))
+
+    def locally_routed(self, data: ContactData, site: str, agent: str, at: float) -> None:
+        """A site reports a contact it gave one of its agents (answered) while no router was
+        reachable; known already or not."""
+        if data.id not in self.calls:
+            self.offered(data, site, data.arrival)
+        call = self.calls[data.id]
+        if call.state == "talking" and call.agent == agent:
+            self._mark_local(call)
+            return
+        self.answered(data.id, at, agent=agent, site=site, local=True)
+
+    def locally_abandoned(self, data: ContactData, site: str, at: float) -> None:
+        """A site reports a caller who hung up while no router was reachable (or before its
+        snapshot reached one); known already or not."""
+        if data.id not in self.calls:
+            self.offered(data, site, data.arrival)
+        self.abandoned(data.id, at)
+
+    def reconcile(self, site: str, snapshot: Snapshot) -> None:
+        """A site's whole state: calls it no longer has ended while no one said (talking:
+        finished, else abandoned, at the snapshot's time; not those in transit to it, nor
+        those held at the API); calls it has that were not known offered; each call's state
+        taken from it (``transferred``: it left the site for another)."""
+        at = snapshot.at
+        statuses = {status.contact.id: status for status in snapshot.contacts}
+        for call in list(self.calls.values()):
+            if call.site == site and not (call.held or call.in_transit) and call.id not in statuses:
+                if call.state == "talking":
+                    self.finished(call.id, at)
+                else:
+                    self.abandoned(call.id, at)
+        for status in snapshot.contacts:
+            known = self.calls.get(status.contact.id)
+            call = known or self.offered(status.contact, site, status.contact.arrival)
+            call.held = False
+            if status.state == "transferred":
+                if call.site == site and not call.in_transit and status.to_site is not None:
+                    detail = {"reservation": status.reservation, "from_site": site}
+                    self.transferred(call.id, status.to_site, at, detail=detail, in_transit=True)
+            elif status.state == "queued":
+                if call.state != "queued":
+                    reason = "resynchronised"
+                    if call.state == "talking":
+                        call.state = "queued"
+                        self._record(call, RouteEventKind.QUEUED, at, site=site)
+                    else:
+                        self._back_to_queue(call, RouteEventKind.REJECTED, at, reason)
+                call.site, call.in_transit = site, False
+            elif status.agent_id is not None:
+                if status.state == "ringing" and (
+                    call.state != "ringing" or call.reservation != status.reservation
+                ):
+                    detail = {"reservation": status.reservation, "from": "snapshot"}
+                    self.reserved(call.id, site, status.agent_id, status.reservation, at,
+                                  detail=detail)  # fmt: skip
+                elif status.state == "talking" and call.state != "talking":
+                    self.answered(call.id, at, agent=status.agent_id, site=site)
+                call.site, call.in_transit = site, False
+
+    # ----------------------------------------------------------------- helpers
+
+    def _live(self, contact_id: str) -> LiveCall | None:
+        call = self.calls.get(contact_id)
+        if call is None:
+            self.ignored += 1
+        return call
+
+    def _back_to_queue(
+        self,
+        call: LiveCall,
+        kind: RouteEventKind,
+        at: float,
+        reason: str,
+        *,
+        reservation: int | None = None,
+    ) -> None:
+        detail: dict[str, Any] = {"reason": reason}
+        if reservation is not None:
+            detail = {"reservation": reservation, **detail}
+        agent = call.agent
+        call.state, call.agent, call.reservation = "queued", None, None
+        self._record(call, kind, at, site=call.site, agent=agent, detail=detail)
+
+    def _mark_local(self, call: LiveCall) -> None:
+        if not call.local:
+            call.local = True
+            self._tally(call).local_fallbacks += 1
+
+    def _tally(self, call: LiveCall) -> SiteTally:
+        return self.tally.setdefault(call.landing, SiteTally())
+
+    def _line_cost(self, call: LiveCall, end: float) -> float:
+        """Trunk minutes at the landing site, and the transfer leg from its transfer on."""
+        tariffs = self.network.tariffs
+        data = call.data
+        cost = tariffs.trunk(data.caller_region, call.landing) * max(0.0, end - data.arrival)
+        cost /= SECONDS_PER_MINUTE
+        if call.transferred_at is not None:
+            leg = max(0.0, end - call.transferred_at) / SECONDS_PER_MINUTE
+            cost += tariffs.transfer_fee + tariffs.transfer_per_minute * leg
+        return cost
+
+    def _time(self, seconds: float) -> datetime:
+        return at_time(seconds, self._epoch)
+
+    def _record(
+        self,
+        call: LiveCall,
+        kind: RouteEventKind,
+        at: float,
+        *,
+        site: str | None = None,
+        agent: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        record, contact_id, when = self._contacts.record, call.id, self._time(at)
+        self._write(
+            lambda: record(contact_id, kind, at=when, site=site, agent=agent, detail=detail)
+        )
+
+    def _count(self, call: LiveCall, counters: Counters) -> None:
+        if self._intervals is None:
+            return
+        add, when = self._intervals.add, self._time(call.data.arrival)
+        landing, queue = call.landing, call.data.queue_id
+        self._write(lambda: add(when, landing, queue, counters))
+
+
+# ------------------------------------------------------------------ real-time statistics
+
+
+class EngineFigures(Protocol):
+    """The engine's live figures that real-time statistics read (a routing engine has them;
+    a sharded router merges its shards')."""
+
+    def agent_state(self, agent_id: str) -> AgentState: ...
+    def site_load(self, queue_id: str, site_id: str) -> SiteLoad: ...
+    def predicted_wait(self, queue: Queue, site_id: str, now: float) -> float | None: ...
+    def site_status(self, site_id: str, now: float) -> str | None: ...
+    def site_open(self, site_id: str) -> bool | None: ...
+
+
+def realtime_stats(
+    network: Network,
+    figures: EngineFigures,
+    live: Iterable[LiveCall],
+    now: float,
+    *,
+    site: str | None = None,
+    queue: str | None = None,
+    epoch: float = 0.0,
+) -> RealtimeStats:
+    """Live figures per site, queue and skill; ``site``/``queue`` narrow them (NotFoundError
+    for one the router does not know)."""
+    if site is not None and site not in network.sites:
+        raise NotFoundError(f"no site {site!r} in the running router")
+    if queue is not None and queue not in network.queues:
+        raise NotFoundError(f"no queue {queue!r} in the running router")
+    sites = [site] if site is not None else sorted(network.sites)
+    queues = [queue] if queue is not None else sorted(network.queues)
+
+    by_site: dict[str, Counter[AgentState]] = {s: Counter() for s in sites}
+    by_skill: dict[str, Counter[AgentState]] = {s: Counter() for s in sorted(network.skills)}
+    for profile in network.agents.values():
+        if profile.site_id in by_site:
+            state = figures.agent_state(profile.id)
+            by_site[profile.site_id][state] += 1
+            for skill in profile.skills:
+                by_skill[skill][state] += 1
+
+    calls = [
+        call
+        for call in live
+        if (site is None or call.site == site) and (queue is None or call.data.queue_id == queue)
+    ]
+    waiting = [call for call in calls if call.state == "queued"]
+    needs = {
+        q.id: q.targets[0].expression.names() if q.targets else frozenset()
+        for q in network.queues.values()
+    }
+
+    def needed(call: LiveCall, skill: str) -> bool:
+        return skill in call.data.required_skills or skill in needs[call.data.queue_id]
+
+    def longest(of: list[LiveCall]) -> float | None:
+        return max((now - call.data.arrival for call in of), default=None)
+
+    def queue_row(queue_id: str) -> QueueRealtime:
+        rows = []
+        for site_id in sites:
+            load = figures.site_load(queue_id, site_id)
+            rows.append(
+                QueueSiteRealtime(
+                    site=site_id,
+                    staffed=load.staffed,
+                    ready=load.ready,
+                    waiting=load.waiting,
+                    ewt_seconds=figures.predicted_wait(network.queues[queue_id], site_id, now),
+                )
+            )
+        mine = [call for call in calls if call.data.queue_id == queue_id]
+        queued = [call for call in mine if call.state == "queued"]
+        return QueueRealtime(
+            queue=queue_id,
+            channel=network.queues[queue_id].channel,
+            waiting=len(queued),
+            ringing=sum(call.state == "ringing" for call in mine),
+            talking=sum(call.state == "talking" for call in mine),
+            longest_wait_seconds=longest(queued),
+            staffed=sum(row.staffed for row in rows),
+            ready=sum(row.ready for row in rows),
+            sites=rows,
+        )
+
+    return RealtimeStats(
+        at=at_time(now, epoch),
+        site=site,
+        queue=queue,
+        sites=[
+            SiteRealtime(
+                site=site_id,
+                status=figures.site_status(site_id, now) or "unknown",
+                open=bool(figures.site_open(site_id)),
+                agents=agent_counts(by_site[site_id]),
+                waiting=sum(call.site == site_id for call in waiting),
+                longest_wait_seconds=longest([call for call in waiting if call.site == site_id]),
+            )
+            for site_id in sites
+        ],
+        queues=[queue_row(queue_id) for queue_id in queues],
+        skills=[
+            SkillRealtime(
+                skill=skill,
+                agents=agent_counts(counts),
+                waiting=sum(needed(call, skill) for call in waiting),
+                longest_wait_seconds=longest([call for call in waiting if needed(call, skill)]),
+            )
+            for skill, counts in by_skill.items()
+        ],
+    )
+
+
+def agent_counts(states: Counter[AgentState]) -> AgentCounts:
+    logged_in = sum(n for state, n in states.items() if state is not AgentState.LOGGED_OUT)
+    return AgentCounts(
+        staffed=logged_in,
+        ready=states[AgentState.READY],
+        not_ready=states[AgentState.NOT_READY],
+        busy=states[AgentState.RESERVED] + states[AgentState.ON_CONTACT],
+        reserved=states[AgentState.RESERVED],
+        on_contact=states[AgentState.ON_CONTACT],
+        after_contact_work=states[AgentState.AFTER_CONTACT_WORK],
+        logged_out=states[AgentState.LOGGED_OUT],
+    )

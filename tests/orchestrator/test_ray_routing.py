@@ -1,0 +1,477 @@
+"""RayRouting: the control API's routing service over the live sharded router.
+
+Most tests run the front over in-process shards (LocalShard: no Ray) with scripted sites, and
+check what reaches the sites, what the router decides and what the database records (route
+history, interval counters); the last one runs the same service over Ray actors."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from orchestrator.api.routing import (
+    ContactRequest,
+    LogoutChange,
+    NotReadyChange,
+    ReadyChange,
+    RoutingConflictError,
+    RoutingRefusedError,
+)
+from orchestrator.persistence import Database, DuplicateContactError, NotFoundError, upgrade
+from orchestrator.ray_routing import INGRESS, RayRouting
+from orchestrator.router_actor import (
+    LocalShard,
+    RouterFront,
+    RouterMessage,
+    RouterShard,
+    ShardClient,
+    start_ray_shards,
+)
+from orchestrator.sharding import plan_shards
+from routing.config import NetworkConfig, compile_network
+from routing.model import AgentState, Network
+from site_agent.protocol import (
+    AgentNotReady,
+    AgentReady,
+    AgentStatus,
+    ContactAbandoned,
+    ContactArrived,
+    ContactData,
+    ContactFinished,
+    ContactStatus,
+    ContactTransferred,
+    Deliver,
+    DeliveryConfirmed,
+    LocallyAbandoned,
+    LocallyRouted,
+    TransferOut,
+)
+from tests.orchestrator.api.conftest import NETWORK, T0
+from tests.orchestrator.runtime.conftest import SiteScript
+
+# madrid: ana (billing 6, spanish 9); paris: bob (billing 8), eve (tech 7).  Queues: billing
+# (10 s wrap-up), tech (15 s answer time-out), chat.  Billing and tech are two components.
+CONFIG = NetworkConfig.model_validate(NETWORK)
+TARIFFS = compile_network(CONFIG).tariffs
+
+
+@dataclass
+class Clock:
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    """A front, the service over it, and scripted sites (connected unless taken off)."""
+
+    front: RouterFront
+    routing: RayRouting
+    db: Database
+    clock: Clock
+    sent: list[tuple[str, RouterMessage]] = field(default_factory=list)
+    connected: set[str] = field(default_factory=set)
+    scripts: dict[str, SiteScript] = field(default_factory=dict)
+
+    async def snapshot(
+        self,
+        site: str,
+        agents: list[AgentStatus] | None = None,
+        contacts: list[ContactStatus] | None = None,
+    ) -> None:
+        self.connected.add(site)
+        await self.front.receive(site, self.scripts[site].snapshot(agents, contacts))
+
+    async def report(self, site: str, *events: Any) -> None:
+        await self.front.receive(site, self.scripts[site].delta(*events))
+
+    def to(self, site: str, kind: type[Any]) -> list[Any]:
+        return [m for s, m in self.sent if s == site and isinstance(m, kind)]
+
+
+def ready(agent_id: str) -> AgentStatus:
+    return AgentStatus(agent_id=agent_id, logged_in=True, ready=True)
+
+
+def call(contact_id: str, queue: str = "billing", region: str = "fr") -> ContactData:
+    return ContactData(id=contact_id, queue_id=queue, arrival=T0, caller_region=region)
+
+
+def request(contact_id: str, site: str = "paris", queue: str = "billing") -> ContactRequest:
+    return ContactRequest(id=contact_id, queue=queue, landing_site=site, caller_region="fr")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "vcc.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database(template: Path, tmp_path: Path) -> Iterator[Database]:
+    path = tmp_path / "vcc.db"
+    shutil.copy(template, path)
+    db = Database(f"sqlite:///{path}")
+    db.config.replace(CONFIG, actor="test")
+    yield db
+    db.close()
+
+
+def build(
+    database: Database,
+    shards: int = 1,
+    clients: Callable[[Network], list[ShardClient]] | None = None,
+) -> Harness:
+    network = compile_network(CONFIG)
+    plan = plan_shards(network, shards)
+    clock = Clock()
+    made = (
+        clients(network)
+        if clients is not None
+        else [
+            LocalShard(RouterShard(net, None, index, len(plan), freeze=False))
+            for index, net in enumerate(plan.networks)
+        ]
+    )
+    front = RouterFront(plan, made, clock=clock)
+    harness: Harness
+
+    def hub(site: str, message: RouterMessage) -> bool:
+        if site not in harness.connected:
+            return False
+        harness.sent.append((site, message))
+        return True
+
+    routing = RayRouting(front, network, database, downstream=hub)
+    harness = Harness(front, routing, database, clock)
+    harness.scripts = {site: SiteScript(site) for site in network.sites}
+    return harness
+
+
+def run(database: Database, scenario: Callable[[Harness], Coroutine[Any, Any, None]]) -> None:
+    harness = build(database)
+
+    async def main() -> None:
+        try:
+            await scenario(harness)
+        finally:
+            await harness.routing.drain()
+
+    try:
+        asyncio.run(main())
+    finally:
+        harness.routing.close()
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
+    """Let the event loop run until ``condition`` holds (spawned work), failing after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def counters(db: Database, site: str, queue: str = "billing") -> dict[str, float]:
+    start = datetime(2025, 3, 14, tzinfo=UTC)
+    rows = db.intervals.query(start, datetime(2025, 3, 15, tzinfo=UTC), site=site, queue=queue)
+    assert len(rows) <= 1
+    return {} if not rows else vars_of(rows[0].counters)
+
+
+def vars_of(counters: Any) -> dict[str, float]:
+    return {name: getattr(counters, name) for name in counters.__slots__}
+
+
+# ------------------------------------------------------------------ a site's own calls
+
+
+def test_a_sites_call_is_recorded_from_arrival_to_wrap_up_with_its_interval_counters(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [ready("bob")])
+        await h.report("paris", ContactArrived(contact=call("c1"), at=T0))
+        [deliver] = h.to("paris", Deliver)
+        assert (deliver.agent_id, deliver.from_site) == ("bob", None)
+        await h.report(
+            "paris",
+            DeliveryConfirmed(reservation=deliver.reservation, contact_id="c1", at=T0 + 4),
+        )
+        assert await h.routing.contact_state("c1") == "talking"
+        await h.report("paris", ContactFinished(contact_id="c1", at=T0 + 124, wrap_up=6))
+        assert await h.routing.contact_state("c1") is None
+
+    run(database, scenario)
+    detail = database.contacts.get("c1")
+    assert [str(e.kind) for e in detail.history] == ["offered", "reserved", "confirmed", "finished"]
+    assert (detail.serving_site, detail.serving_agent) == ("paris", "bob")
+    figures = counters(database, "paris")
+    assert (figures["offered"], figures["answered"], figures["answered_within_sl"]) == (1, 1, 1)
+    assert figures["wait_seconds"] == pytest.approx(4.0)
+    assert figures["handle_seconds"] == pytest.approx(126.0)  # 120 s talk + 6 s wrap-up
+    trunk = TARIFFS.trunk("fr", "paris") * 124 / 60
+    labour = 30.0 * 126 / 3600
+    assert figures["cost"] == pytest.approx(trunk + labour)
+
+
+def test_a_call_moved_to_another_site_records_the_transfer_and_its_cost(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.snapshot("madrid", [ready("ana")])
+        await h.report("paris", ContactArrived(contact=call("c1", region="es"), at=T0))
+        [order] = h.to("paris", TransferOut)
+        assert order.to_site == "madrid" and not h.to("madrid", Deliver)
+        left = ContactTransferred(
+            reservation=order.reservation, contact_id="c1", to_site="madrid", at=T0 + 1
+        )
+        await h.report("paris", left)
+        [deliver] = h.to("madrid", Deliver)
+        assert (deliver.agent_id, deliver.from_site) == ("ana", "paris")
+        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c1", at=T0 + 3)
+        await h.report("madrid", confirm)
+        await h.report("madrid", ContactFinished(contact_id="c1", at=T0 + 63, wrap_up=0))
+
+    run(database, scenario)
+    detail = database.contacts.get("c1")
+    assert [str(e.kind) for e in detail.history] == [
+        "offered",
+        "transferred",
+        "reserved",
+        "confirmed",
+        "finished",
+    ]
+    assert (detail.landing_site, detail.serving_site) == ("paris", "madrid")
+    assert database.contacts.get("c1").history[1].detail["from_site"] == "paris"
+    figures = counters(database, "paris")  # counted where it landed
+    trunk = TARIFFS.trunk("es", "paris") * 63 / 60  # paid where it landed
+    transfer = TARIFFS.transfer_fee + TARIFFS.transfer_per_minute * 62 / 60
+    assert figures["cost"] == pytest.approx(trunk + transfer + 20.0 * 60 / 3600)
+    assert counters(database, "madrid") == {}
+
+
+def test_abandons_local_reports_and_snapshots_all_end_up_in_the_history(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.report("paris", ContactArrived(contact=call("c1"), at=T0))
+        await h.report("paris", ContactAbandoned(contact_id="c1", at=T0 + 30))
+        # Back from an outage: bob talks to a call the site gave him alone; another caller
+        # hung up meanwhile; c3 still waits.
+        talking = ContactStatus(contact=call("c2"), state="talking", agent_id="bob")
+        queued = ContactStatus(contact=call("c3"), state="queued")
+        await h.snapshot("paris", [ready("bob")], [talking, queued])
+        await h.report(
+            "paris",
+            LocallyRouted(contact=call("c2"), agent_id="bob", at=T0 + 40),
+            LocallyAbandoned(contact=call("c4"), at=T0 + 41),
+        )
+
+    run(database, scenario)
+    kinds = {c: [str(e.kind) for e in database.contacts.get(c).history] for c in ("c1", "c2", "c4")}
+    assert kinds == {
+        "c1": ["offered", "queued", "abandoned"],
+        "c2": ["offered", "reserved", "confirmed"],
+        "c4": ["offered", "abandoned"],
+    }
+    assert str(database.contacts.get("c3").status) == "queued"
+    figures = counters(database, "paris")
+    assert (figures["offered"], figures["answered"], figures["abandoned"]) == (4, 1, 2)
+
+
+# ------------------------------------------------------------------ contacts from the API
+
+
+def test_an_api_contact_is_routed_by_the_shards_and_taken_in_by_the_agents_site(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [ready("bob")])
+        outcome = await h.routing.route_contact(request("a1"))
+        assert (outcome.state, outcome.agent_id, outcome.site_id) == ("ringing", "bob", "paris")
+        [deliver] = h.to("paris", Deliver)
+        # The call is at the API, not in the site's PBX: the site takes it in, then rings.
+        assert (deliver.agent_id, deliver.from_site) == ("bob", INGRESS)
+        assert await h.routing.contact_state("a1") == "ringing"
+        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="a1", at=T0 + 2)
+        await h.report("paris", confirm)
+        assert await h.routing.contact_state("a1") == "talking"
+
+    run(database, scenario)
+    detail = database.contacts.get("a1")
+    assert [str(e.kind) for e in detail.history] == ["offered", "reserved", "confirmed"]
+    assert detail.history[1].detail["from_site"] == INGRESS
+
+
+def test_an_api_contact_served_elsewhere_never_reaches_its_landing_site(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.snapshot("madrid", [ready("ana")])
+        outcome = await h.routing.route_contact(request("a1", site="paris"))
+        assert (outcome.state, outcome.agent_id, outcome.site_id) == ("ringing", "ana", "madrid")
+        [deliver] = h.to("madrid", Deliver)
+        assert (deliver.agent_id, deliver.from_site) == ("ana", INGRESS)
+        assert not h.to("paris", TransferOut)  # paris never had the call
+        assert await h.routing.contact_state("a1") == "ringing"
+
+    run(database, scenario)
+    assert [str(e.kind) for e in database.contacts.get("a1").history] == ["offered", "reserved"]
+
+
+def test_an_api_contact_waits_like_a_sites_and_survives_its_landing_sites_snapshot(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        outcome = await h.routing.route_contact(request("a1"))
+        assert (outcome.state, outcome.agent_id) == ("queued", None)
+        stats = await h.routing.realtime_stats(site="paris")
+        assert stats.sites[0].waiting == 1
+        # The site's snapshot lists only its PBX's calls: the router ends a1, the service
+        # offers it again.
+        await h.snapshot("paris", [])
+        await until(lambda: h.front.counters.injected >= 2, "the contact offered again")
+        assert await h.routing.contact_state("a1") == "queued"
+        # A supervisor makes bob ready through the API (which logs him in).
+        await h.routing.change_agent_state("bob", ReadyChange(state="ready"))
+        [deliver] = h.to("paris", Deliver)
+        assert (deliver.contact.id, deliver.from_site) == ("a1", INGRESS)
+
+    run(database, scenario)
+    assert [str(e.kind) for e in database.contacts.get("a1").history] == [
+        "offered",
+        "queued",
+        "reserved",
+    ]
+
+
+def test_an_api_contact_is_refused_before_anything_is_stored(database: Database) -> None:
+    async def scenario(h: Harness) -> None:
+        with pytest.raises(RoutingConflictError, match="not connected"):
+            await h.routing.route_contact(request("a1"))
+        await h.snapshot("paris", [])
+        with pytest.raises(RoutingRefusedError, match="unknown queue 'golf'"):
+            await h.routing.route_contact(request("a2", queue="golf"))
+        await h.routing.route_contact(request("a3"))
+        with pytest.raises(DuplicateContactError):
+            await h.routing.route_contact(request("a3"))
+
+    run(database, scenario)
+    for contact_id in ("a1", "a2"):
+        with pytest.raises(NotFoundError):
+            database.contacts.get(contact_id)
+
+
+# ------------------------------------------------------------------ agents and statistics
+
+
+def test_an_agent_state_change_reaches_the_router_and_the_sites_next_report_wins(
+    database: Database,
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [ready("bob")])
+        changed = await h.routing.change_agent_state(
+            "bob", NotReadyChange(state="not_ready", reason="coaching")
+        )
+        assert (changed.state, changed.reason, changed.site_id) == (
+            AgentState.NOT_READY,
+            "coaching",
+            "paris",
+        )
+        await h.report("paris", ContactArrived(contact=call("c1"), at=T0))
+        assert not h.to("paris", Deliver)  # the router holds bob out of new work
+        # No router-to-site message carries presence: the PBX still has bob ready, and its
+        # next report about him is the truth again.
+        await h.report("paris", AgentNotReady(agent_id="bob", at=T0 + 1, reason="break"))
+        await h.report("paris", AgentReady(agent_id="bob", at=T0 + 2))
+        [deliver] = h.to("paris", Deliver)
+        assert deliver.contact.id == "c1"
+        with pytest.raises(RoutingConflictError, match="set not ready"):
+            await h.routing.change_agent_state("bob", LogoutChange(state="logged_out"))
+        with pytest.raises(NotFoundError):
+            await h.routing.agent_state("nobody")
+        with pytest.raises(RoutingConflictError, match="not connected"):
+            await h.routing.change_agent_state("ana", ReadyChange(state="ready"))
+
+    run(database, scenario)
+
+
+def test_realtime_statistics_merge_the_shards_and_the_live_contacts(database: Database) -> None:
+    harness = build(database, shards=2)
+    assert len(harness.front.shards) == 2
+
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [ready("eve")])
+        await h.snapshot("madrid", [ready("ana")])
+        await h.report("paris", ContactArrived(contact=call("c1", "tech"), at=T0))
+        await h.report("paris", ContactArrived(contact=call("c2", "tech"), at=T0))
+        h.clock.now = T0 + 9
+        stats = await h.routing.realtime_stats()
+        sites = {row.site: row for row in stats.sites}
+        assert (sites["paris"].agents.staffed, sites["paris"].agents.reserved) == (1, 1)
+        assert (sites["madrid"].agents.ready, sites["paris"].waiting) == (1, 1)
+        tech = next(row for row in stats.queues if row.queue == "tech")
+        assert (tech.waiting, tech.ringing, tech.longest_wait_seconds) == (1, 1, 9.0)
+        with pytest.raises(NotFoundError):
+            await h.routing.realtime_stats(site="rome")
+
+    try:
+        asyncio.run(scenario(harness))
+    finally:
+        harness.routing.close()
+
+
+# ------------------------------------------------------------------ on Ray
+
+
+def test_the_service_over_ray_actors_routes_api_and_site_contacts(database: Database) -> None:
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    try:
+
+        def actors(network: Network) -> list[ShardClient]:
+            return list(start_ray_shards(plan_shards(network, 2), None))
+
+        harness = build(database, shards=2, clients=actors)
+
+        async def scenario(h: Harness) -> None:
+            await h.snapshot("paris", [ready("bob"), ready("eve")])
+            await h.snapshot("madrid", [])
+            outcome = await h.routing.route_contact(request("a1", queue="tech"))
+            assert (outcome.state, outcome.agent_id) == ("ringing", "eve")
+            await h.report("paris", ContactArrived(contact=call("c1"), at=T0))
+            assert [d.contact.id for d in h.to("paris", Deliver)] == ["a1", "c1"]
+            stats = await h.routing.realtime_stats()
+            assert {row.site: row.agents.reserved for row in stats.sites} == {
+                "madrid": 0,
+                "paris": 2,
+            }
+            state = await h.routing.agent_state("bob")
+            assert state.state is AgentState.RESERVED
+            await h.routing.drain()
+
+        try:
+            asyncio.run(scenario(harness))
+        finally:
+            harness.routing.close()
+            harness.front.close()
+    finally:
+        ray.shutdown()
+    assert [str(e.kind) for e in database.contacts.get("a1").history] == ["offered", "reserved"]
