@@ -31,6 +31,18 @@ def served_by(router: Router, call: Factory, contact_id: str, at: float, **field
     return decision.agent_id
 
 
+def busy_last_agent(router: Router, call: Factory) -> None:
+    """Alice was served by a1; now a1 is busy (on "y") and a2 is free again."""
+    router.login("a1", 0.0, ready=True)
+    router.login("a2", 1.0, ready=True)
+    served_by(router, call, "c1", 5.0, customer_id="alice")
+    router.offer(call("x", arrival=20.0), 20.0)  # a2 idled longest: takes it
+    router.answer("x", 20.0)
+    router.offer(call("y", arrival=21.0), 21.0)  # a1
+    router.answer("y", 21.0)
+    router.finish("x", 22.0)
+
+
 def test_returning_customer_gets_the_last_agent_not_the_longest_idle(
     make_network: Factory, agent: Factory, queue: Factory, call: Factory
 ) -> None:
@@ -57,18 +69,11 @@ def test_waits_for_the_busy_last_agent_then_gives_up(
     make_network: Factory, agent: Factory, queue: Factory, call: Factory
 ) -> None:
     router = Router(sticky_network(make_network, agent, queue, remember=3600.0, wait=30.0))
-    router.login("a1", 0.0, ready=True)
-    router.login("a2", 1.0, ready=True)
-    served_by(router, call, "c1", 5.0, customer_id="alice")
-    router.offer(call("busy", arrival=20.0), 20.0)  # a2 idled longest: takes it
-    router.answer("busy", 20.0)
-    router.offer(call("busy2", arrival=21.0), 21.0)  # a1 now busy too
-    router.answer("busy2", 21.0)
-    router.finish("busy", 22.0)  # a2 free again, a1 still busy
+    busy_last_agent(router, call)
     # Alice waits for a1 though a2 is free...
     assert router.offer(call("c2", arrival=30.0, customer_id="alice"), 30.0) is None
     # ...and gets a1 the moment a1 is free (within the 30 s wait).
-    (decision,) = router.finish("busy2", 50.0)
+    (decision,) = router.finish("y", 50.0)
     assert (decision.contact_id, decision.agent_id) == ("c2", "a1")
 
 
@@ -76,14 +81,7 @@ def test_wait_for_the_last_agent_times_out_to_any_agent(
     make_network: Factory, agent: Factory, queue: Factory, call: Factory
 ) -> None:
     router = Router(sticky_network(make_network, agent, queue, remember=3600.0, wait=30.0))
-    router.login("a1", 0.0, ready=True)
-    router.login("a2", 1.0, ready=True)
-    served_by(router, call, "c1", 5.0, customer_id="alice")
-    router.offer(call("x", arrival=20.0), 20.0)  # a2
-    router.answer("x", 20.0)
-    router.offer(call("y", arrival=21.0), 21.0)  # a1
-    router.answer("y", 21.0)
-    router.finish("x", 22.0)
+    busy_last_agent(router, call)
     assert router.offer(call("c2", arrival=30.0, customer_id="alice"), 30.0) is None
     assert router.next_timer() == 60.0
     (decision,) = router.advance(60.0)
@@ -94,14 +92,7 @@ def test_last_agent_going_not_ready_releases_the_customer_at_once(
     make_network: Factory, agent: Factory, queue: Factory, call: Factory
 ) -> None:
     router = Router(sticky_network(make_network, agent, queue, remember=3600.0, wait=300.0))
-    router.login("a1", 0.0, ready=True)
-    router.login("a2", 1.0, ready=True)
-    served_by(router, call, "c1", 5.0, customer_id="alice")
-    router.offer(call("x", arrival=20.0), 20.0)
-    router.answer("x", 20.0)
-    router.offer(call("y", arrival=21.0), 21.0)
-    router.answer("y", 21.0)
-    router.finish("x", 22.0)
+    busy_last_agent(router, call)
     assert router.offer(call("c2", arrival=30.0, customer_id="alice"), 30.0) is None
     router.set_not_ready("a1", 40.0, "lunch")
     (decision,) = router.advance(40.0)
