@@ -740,6 +740,16 @@ class GlobalRouter:
         self._adopt(site_id, status.contact, status.agent_id, now, reservation=reservation)
         self._live[contact_id].orders = pending
 
+    def _take_back_reservations(self, agent_id: str, now: float, out: list[Outbound]) -> None:
+        """The agent left (its site says it is logged out) while still reserved: for a call
+        ringing there, or for a transfer on its way to it.  The calls are routed again; a
+        transfer order still out is overtaken, which its confirmation, if it comes, handles."""
+        for contact_id, live in list(self._live.items()):
+            if live.agent_id == agent_id and live.reservation is not None:
+                live.reservation = live.agent_id = live.transfer_to = None
+                decision = self.engine.reject(contact_id, now, reason="logged out at the site")
+                self._deliver([decision] if decision else [], out)
+
     def _take_presence(
         self, agent_id: str, status: AgentStatus | None, now: float, out: list[Outbound]
     ) -> None:
@@ -748,6 +758,7 @@ class GlobalRouter:
         if status is None or not status.logged_in:
             self._wrap_up_hold.pop(agent_id, None)
             if logged_in:
+                self._take_back_reservations(agent_id, now, out)
                 engine.set_not_ready(agent_id, now, "logged out at the site")
                 engine.logout(agent_id, now)
             return

@@ -530,3 +530,15 @@ def test_repeated_reports_and_late_wrap_up_ends_change_nothing(
     out = paris.send(5.0, WrapUpEnded(agent_id="p1", at=5.0))  # the router ended it already
     assert [type(m) for _, m in out] == [Ack]
     assert router.engine.agent_state("p1") is AgentState.READY
+
+
+def test_an_agent_reserved_for_a_transfer_who_logs_out_is_released(
+    router: GlobalRouter, paris: Site, lyon: Site
+) -> None:
+    lyon.send(1.0, AgentLoggedIn(agent_id="l1", at=1.0, ready=True))
+    out = paris.send(2.0, ContactArrived(contact=data("c1"), at=2.0))
+    assert [type(m) for _, m in out if not isinstance(m, Ack)] == [TransferOut]
+    # Lyon restarts: l1's shift ended, it is logged out there.
+    lyon.snapshot(3.0, agents=[AgentStatus(agent_id="l1", logged_in=False)])
+    assert router.engine.agent_state("l1") is AgentState.LOGGED_OUT
+    assert router.contact_state("c1") == "queued"
