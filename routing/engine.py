@@ -126,6 +126,8 @@ class _Waiting:
     queue: Queue
     seq: int
     key: ContactKey
+    # Its targets' groups; ``groups`` may swap some for closed twins (unmet conditions).
+    targets: tuple[AgentGroup, ...]
     groups: tuple[AgentGroup, ...]
     activations: tuple[float, ...]
     active: int = 0
@@ -775,12 +777,13 @@ class Router:
         if passed == waiting.passed and waiting.gated:
             return  # nothing new met: the groups built last time still hold
         waiting.passed, waiting.gated = passed, True
-        base = self._groups_for(queue, tuple(sorted(contact.required_skills.items())))
         waiting.groups = tuple(
             group
             if target.condition is None or passed & (1 << index)
             else self._closed_group(group)
-            for index, (group, target) in enumerate(zip(base, queue.targets, strict=True))
+            for index, (group, target) in enumerate(
+                zip(waiting.targets, queue.targets, strict=True)
+            )
         )
 
     def _closed_group(self, group: AgentGroup) -> AgentGroup:
@@ -1006,12 +1009,14 @@ class Router:
             key = (-priority, contact.arrival, seq)
         else:
             key = (0, contact.arrival - priority * queue.ageing, seq)
+        groups = self._groups_for(queue, tuple(sorted(contact.required_skills.items())))
         return _Waiting(
             contact=contact,
             queue=queue,
             seq=seq,
             key=key,
-            groups=self._groups_for(queue, tuple(sorted(contact.required_skills.items()))),
+            targets=groups,
+            groups=groups,
             activations=self._activations[queue.id],
             landed_at=contact.origin_site,
         )
