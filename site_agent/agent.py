@@ -15,10 +15,17 @@ reports agree on every call.
 
 A transfer is a handshake: on ``TransferOut`` the call leaves and the site confirms with
 ``ContactTransferred`` (or rejects, if the call is gone or not queued); the confirmation is kept
-until the router acknowledges it, and until then every snapshot lists the call as
-``transferred``, so a confirmation lost with the link still reaches the router.  The
-destination, taking the call in on the router's ``Deliver``, says so (``ContactTakenIn``, kept
-and listed in snapshots' ``taken_in`` the same way).
+until the router acknowledges it, and every snapshot lists the call as ``transferred`` until
+the router says it arrived elsewhere (``TransferSettled``): a confirmation lost with the link
+still reaches the router, and a call in transit when the router died is found again by its
+successor.  The destination, taking the call in on the router's ``Deliver``, says so
+(``ContactTakenIn``, kept and listed in snapshots' ``taken_in`` until acknowledged), and lists
+the transfer order as ``received`` in its snapshots for a while longer.
+
+A supervisor's change of an agent's presence comes as ``SetAgentState``: the site carries it out
+on its PBX (``force_ready``, ``force_not_ready``, ``force_logout``), whose events go to the
+router in the usual deltas, then answers ``AgentStateApplied`` (or ``AgentStateRefused`` with
+the PBX's reason).  Commands only come over a link, so routing locally has none to carry out.
 
 Nothing is lost or rung twice across a disconnect because the PBX is the only truth: the
 snapshot is read from it, never from what was sent; a reservation is remembered, so a re-sent
@@ -35,7 +42,7 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
 from routing.engine import NO_ANSWER_REASON
 from routing.model import Assignment, Contact, Network
@@ -65,6 +72,8 @@ from site_agent.protocol import (
     AgentLoggedOut,
     AgentNotReady,
     AgentReady,
+    AgentStateApplied,
+    AgentStateRefused,
     AgentStatus,
     ContactAbandoned,
     ContactArrived,
@@ -80,10 +89,12 @@ from site_agent.protocol import (
     LocallyAbandoned,
     LocallyRouted,
     RouterMessage,
+    SetAgentState,
     SiteEvent,
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    TransferSettled,
     Withdraw,
     WrapUpEnded,
 )
@@ -91,6 +102,7 @@ from site_agent.settings import SiteAgentSettings
 from site_agent.transport import LINK_ERRORS, Backoff, RouterLink, open_link, stream_url
 
 log = logging.getLogger(__name__)
+_V = TypeVar("_V")
 
 # Reservations remembered to recognise a re-sent Deliver; the oldest are forgotten past this.
 REMEMBERED_RESERVATIONS = 100_000
@@ -266,6 +278,10 @@ class SiteAgent:
         # What a router must be told and has not acknowledged (answered local decisions,
         # local abandons, transfer confirmations, intakes), and local decisions still talking.
         self._reports: dict[int, Report] = {}
+        # Calls sent away, by transfer order, until the router says they arrived; the transfer
+        # orders of calls taken in from transit.  The oldest are forgotten past a bound.
+        self._away: OrderedDict[int, TransferReport] = OrderedDict()
+        self._received: OrderedDict[int, None] = OrderedDict()
         self._answered_locally: dict[str, LocalDecision] = {}
         self._report_number = 0
         self._engine_changed = asyncio.Event()
@@ -276,6 +292,13 @@ class SiteAgent:
         self.local_decisions = 0
         self.duplicate_deliveries = 0
         self.link_faults = 0
+        self.presence_reports = 0  # agents' presence events told the router
+
+    @property
+    def sent_away(self) -> list[str]:
+        """Calls this site sent away by transfer that no router has said arrived yet (listed
+        as ``transferred`` in its snapshots): at the end of a run, calls still in transit."""
+        return [report.contact.id for report in self._away.values()]
 
     # ----------------------------------------------------------------- running
 
@@ -391,9 +414,7 @@ class SiteAgent:
         state = self.pbx.state()
         here = {call.contact.id for call in state.calls}
         transferred = [
-            report.status()
-            for report in self._reports.values()
-            if isinstance(report, TransferReport) and report.contact.id not in here
+            report.status() for report in self._away.values() if report.contact.id not in here
         ]
         return Snapshot(
             site_id=self.site_id,
@@ -401,6 +422,7 @@ class SiteAgent:
             taken_in=[
                 r.event.reservation for r in self._reports.values() if isinstance(r, IntakeReport)
             ],
+            received=list(self._received),
             agents=[
                 AgentStatus(
                     agent_id=a.agent_id,
@@ -547,14 +569,18 @@ class SiteAgent:
     def _on_pbx_event(self, event: PbxEvent) -> None:
         match event:
             case AgentLogin(agent_id, at, ready, shift_end):
+                self.presence_reports += 1
                 self._report(
                     AgentLoggedIn(agent_id=agent_id, at=at, ready=ready, shift_end=shift_end)
                 )
             case AgentReadied(agent_id, at):
+                self.presence_reports += 1
                 self._report(AgentReady(agent_id=agent_id, at=at))
             case AgentUnready(agent_id, at, reason):
+                self.presence_reports += 1
                 self._report(AgentNotReady(agent_id=agent_id, at=at, reason=reason))
             case AgentLogout(agent_id, at):
+                self.presence_reports += 1
                 self._report(AgentLoggedOut(agent_id=agent_id, at=at))
             case WrapUpOver(agent_id, at):
                 self._report(WrapUpEnded(agent_id=agent_id, at=at))
@@ -611,6 +637,10 @@ class SiteAgent:
                 self._transfer_out(message)
             case Withdraw():
                 self._withdraw(message)
+            case SetAgentState():
+                self._set_agent_state(message)
+            case TransferSettled(reservation=order):
+                self._away.pop(order, None)
             case Ack(seq=seq):
                 for number in [n for n in connection.sent_reports if n <= seq]:
                     for report in connection.sent_reports.pop(number):
@@ -668,6 +698,8 @@ class SiteAgent:
                 contact = message.contact.to_contact(self.site_id)
                 self.pbx.transfer_in(contact, message.from_site)
                 self.local.taken_in(contact)
+                if message.order is not None:
+                    _bounded_add(self._received, message.order, None)
                 intake = ContactTakenIn(
                     reservation=message.reservation, contact_id=contact_id, at=self.pbx.now()
                 )
@@ -704,7 +736,9 @@ class SiteAgent:
             to_site=message.to_site,
             at=self.pbx.now(),
         )
-        self._add_report(TransferReport(contact_data(call.contact), confirmation))
+        report = TransferReport(contact_data(call.contact), confirmation)
+        _bounded_add(self._away, message.reservation, report)
+        self._add_report(report)
 
     def _withdraw(self, message: Withdraw) -> None:
         reservation = self._reservations.get(message.reservation)
@@ -720,3 +754,56 @@ class SiteAgent:
         self._ringing.pop(reservation.contact_id, None)
         with contextlib.suppress(PbxRefusedError):
             self.pbx.stop_ringing(reservation.contact_id, agent_reason=NO_ANSWER_REASON)
+
+    def _set_agent_state(self, message: SetAgentState) -> None:
+        """Carry out a supervisor's change of an agent's presence on the PBX, then answer it.
+
+        The PBX reports what the command changed synchronously, before it returns (the
+        adapter's rule), so the presence events told the router meanwhile are the command's,
+        and the answer follows them.  A PBX that had the agent so already reports nothing; the
+        router, which asks only for a change it believes needed, then has the agent otherwise,
+        so its presence is restated (from the PBX's state) before the answer."""
+        agent_id = message.agent_id
+        reported = self.presence_reports
+        try:
+            match message.state:
+                case "ready":
+                    self.pbx.force_ready(agent_id)
+                case "not_ready":
+                    self.pbx.force_not_ready(agent_id, message.reason or "not ready")
+                case "logged_out":
+                    self.pbx.force_logout(agent_id)
+        except PbxRefusedError as error:
+            log.info("site %s: agent state change refused: %s", self.site_id, error)
+            self._report(
+                AgentStateRefused(
+                    request_id=message.request_id,
+                    agent_id=agent_id,
+                    at=self.pbx.now(),
+                    reason=str(error),
+                )
+            )
+            return
+        now = self.pbx.now()
+        if self.presence_reports == reported:
+            restated = self._presence_of(agent_id, now)
+            if restated is not None:
+                self._report(restated)
+        self._report(AgentStateApplied(request_id=message.request_id, agent_id=agent_id, at=now))
+
+    def _presence_of(self, agent_id: str, now: float) -> SiteEvent | None:
+        """The agent's presence at the PBX now, as the event that sets it."""
+        agent = next((a for a in self.pbx.state().agents if a.agent_id == agent_id), None)
+        if agent is None:
+            return None
+        if not agent.logged_in:
+            return AgentLoggedOut(agent_id=agent_id, at=now)
+        if agent.ready:
+            return AgentReady(agent_id=agent_id, at=now)
+        return AgentNotReady(agent_id=agent_id, at=now, reason=agent.reason or "not ready")
+
+
+def _bounded_add(memory: OrderedDict[int, _V], key: int, value: _V) -> None:
+    memory[key] = value
+    while len(memory) > REMEMBERED_RESERVATIONS:
+        memory.popitem(last=False)

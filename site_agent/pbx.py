@@ -3,7 +3,8 @@
 A site agent sits between one site's phone system and the global router.  It must know what
 happens at the site (agents logging in and out, going ready or not ready with a reason, ending
 their wrap-up; calls arriving for a queue, being answered or not, ending; callers hanging up) and
-it must be able to act (ring an agent with a call, transfer a call to another site, stop a ring).
+it must be able to act (ring an agent with a call, transfer a call to another site, stop a ring,
+and set an agent ready, not ready or logged out as a supervisor does from the ACD's console).
 :class:`PbxAdapter` is exactly that and no more, so an adapter for a real ACD (CTI link, REST
 API, AMI) is one class, and the simulated PBX (:mod:`site_agent.simulated_pbx`) is another.
 
@@ -267,3 +268,29 @@ class PbxAdapter(ABC):
     def transfer_in(self, contact: Contact, from_site: str) -> None:
         """Take in a call another site transferred here: it is queued at once, without a
         :class:`CallArrived` (it was routed already), ready to :meth:`ring`."""
+
+    # A supervisor's commands (the control API's agent state changes, through the router).
+    # Each reports what it changes before it returns, and nothing when the agent is in that
+    # state already; a PBX cannot log an agent in (that takes the agent at a phone).
+
+    @abstractmethod
+    def force_ready(self, agent_id: str) -> None:
+        """Make a logged-in agent ready (:class:`AgentReadied`); ready during after-contact
+        work ends it (:class:`WrapUpOver`), as the agent's own ready would.  Raises
+        :class:`PbxRefusedError` for an agent not logged in here, or one the PBX keeps not
+        ready (on a break, leaving at the end of its shift)."""
+
+    @abstractmethod
+    def force_not_ready(self, agent_id: str, reason: str) -> None:
+        """Make a logged-in agent not ready with ``reason`` (:class:`AgentUnready`): no new
+        work; a call ringing at the agent goes back to the queue (:class:`CallNotAnswered`),
+        one it talks to goes on.  Raises :class:`PbxRefusedError` for an agent not logged in
+        here."""
+
+    @abstractmethod
+    def force_logout(self, agent_id: str) -> None:
+        """Log the agent out (:class:`AgentLogout`), ending its after-contact work.  Refused
+        (:class:`PbxRefusedError`) while a call rings at the agent or talks to it: a supervisor
+        sets it not ready, and logs it out once the call ended (as ACDs do: logging out does
+        not hang up on a caller), and for an agent not at this site.  An agent logged out
+        already stays so."""

@@ -27,6 +27,15 @@ Reservation numbers are unique across router restarts (each router shard starts 
 from the wall clock, :func:`orchestrator.global_router.reservation_origin`), so a number names
 one decision, and a site that sees it again knows the message is re-sent.
 
+A supervisor's change of an agent's presence (the control API's) is a **command**: the router
+sends the agent's site a :class:`SetAgentState` (ready, not ready with a reason, logged out)
+under a request id; the site carries it out on its PBX, whose events reach the router as any
+other (``AgentReady``, ``AgentNotReady``, ``AgentLoggedOut``, in deltas), and then answers
+:class:`AgentStateApplied`, or :class:`AgentStateRefused` with the PBX's reason (the agent is
+not logged in, is on a break, has a call ...), which changes nothing.  Both answers come after
+the events the command caused, so a router that has applied the answer has applied its effect
+too.  They are not kept across a dropped link: the site's snapshot then shows the outcome.
+
 When no router is reachable the site routes locally and reports, when the router returns, each
 call it gave an agent who answered (:class:`LocallyRouted`) and each call whose caller hung up
 meanwhile (:class:`LocallyAbandoned`), so the router's view and its contact history include
@@ -42,7 +51,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from routing.model import Channel, Contact
 
@@ -209,12 +218,36 @@ class LocallyAbandoned(_Message):
     at: float
 
 
+class AgentStateApplied(_Message):
+    """The site carried out the router's :class:`SetAgentState` ``request_id`` on its PBX: the
+    agent's presence events it caused precede this (and if the PBX had the agent so already,
+    the site restates the agent's presence before it, so the router agrees)."""
+
+    kind: Literal["agent_state_applied"] = "agent_state_applied"
+    request_id: str
+    agent_id: str
+    at: float
+
+
+class AgentStateRefused(_Message):
+    """The site's PBX refused the router's :class:`SetAgentState` ``request_id`` (``reason``, in
+    a few words, for the supervisor): nothing changed."""
+
+    kind: Literal["agent_state_refused"] = "agent_state_refused"
+    request_id: str
+    agent_id: str
+    at: float
+    reason: str
+
+
 SiteEvent = Annotated[
     AgentLoggedIn
     | AgentReady
     | AgentNotReady
     | AgentLoggedOut
     | WrapUpEnded
+    | AgentStateApplied
+    | AgentStateRefused
     | ContactArrived
     | DeliveryConfirmed
     | DeliveryRejected
@@ -268,7 +301,11 @@ class ContactStatus(_Message):
 class Snapshot(_Message):
     """The site's whole state; it replaces whatever the router believed of the site.
     ``taken_in``: reservations under which the site took calls in from transit and whose
-    :class:`ContactTakenIn` is not acknowledged yet (those calls may have ended since)."""
+    :class:`ContactTakenIn` is not acknowledged yet (those calls may have ended since).
+    ``received``: the transfer orders (:attr:`Deliver.order`) of the calls it took in from
+    transit lately, acknowledged or not: a router that started after the transfer learns from it
+    that a call another site still lists as ``transferred`` (not :class:`TransferSettled` yet)
+    did arrive."""
 
     kind: Literal["snapshot"] = "snapshot"
     site_id: str
@@ -276,6 +313,7 @@ class Snapshot(_Message):
     agents: list[AgentStatus]
     contacts: list[ContactStatus]
     taken_in: list[int] = Field(default_factory=list)
+    received: list[int] = Field(default_factory=list)
 
 
 SiteMessage = Annotated[Delta | Snapshot, Field(discriminator="kind")]
@@ -289,13 +327,15 @@ class Deliver(_Message):
     """Ring ``agent_id`` (an agent of the receiving site) with the contact.  ``from_site``: the
     call is not at the receiving site yet; it left ``from_site`` by transfer (confirmed with
     :class:`ContactTransferred`), and the receiving site takes it in (confirming with
-    :class:`ContactTakenIn`), then rings."""
+    :class:`ContactTakenIn`), then rings.  ``order``: the transfer order under which it left
+    ``from_site``, for the site to list as ``received`` in its snapshots."""
 
     kind: Literal["deliver"] = "deliver"
     reservation: int
     contact: ContactData
     agent_id: str
     from_site: str | None = None
+    order: int | None = None
 
 
 class TransferOut(_Message):
@@ -331,9 +371,42 @@ class SnapshotRequest(_Message):
     reason: str
 
 
+class TransferSettled(_Message):
+    """The call the receiving site sent away on transfer order ``reservation`` has been taken
+    in elsewhere: the site may forget it.  Until then the site lists it as ``transferred`` in
+    every snapshot, even once its :class:`ContactTransferred` is acknowledged, so that a call
+    in transit when the router died is not lost with the router's memory."""
+
+    kind: Literal["transfer_settled"] = "transfer_settled"
+    reservation: int
+    contact_id: str
+
+
+class SetAgentState(_Message):
+    """Set ``agent_id`` (an agent of the receiving site) ``ready``, ``not_ready`` with
+    ``reason`` or ``logged_out`` on the site's PBX, as a supervisor would from the ACD's
+    console (the control API's agent state change; ``at``: when it was asked, on the router's
+    clock).  The site answers :class:`AgentStateApplied` after the events the change caused, or
+    :class:`AgentStateRefused`, naming ``request_id``."""
+
+    kind: Literal["set_agent_state"] = "set_agent_state"
+    request_id: str = Field(min_length=1)
+    agent_id: str = Field(min_length=1)
+    state: Literal["ready", "not_ready", "logged_out"]
+    reason: str | None = Field(default=None, min_length=1)
+    at: float
+
+    @model_validator(mode="after")
+    def _reason_for_not_ready(self) -> SetAgentState:
+        if (self.state == "not_ready") is (self.reason is None):
+            raise ValueError("a reason is given for, and only for, not_ready")
+        return self
+
+
 RouterMessage = Annotated[
-    Deliver | TransferOut | Withdraw | Ack | SnapshotRequest, Field(discriminator="kind")
+    Deliver | TransferOut | Withdraw | Ack | SnapshotRequest | SetAgentState | TransferSettled,
+    Field(discriminator="kind"),
 ]
-ROUTER_MESSAGE: TypeAdapter[Deliver | TransferOut | Withdraw | Ack | SnapshotRequest] = TypeAdapter(
-    RouterMessage
-)
+ROUTER_MESSAGE: TypeAdapter[
+    Deliver | TransferOut | Withdraw | Ack | SnapshotRequest | SetAgentState | TransferSettled
+] = TypeAdapter(RouterMessage)

@@ -39,11 +39,22 @@ def simulated_site_agent(
     settings: SiteAgentSettings | None = None,
     router_settings: RouterSettings | None = None,
     keep_events: bool = False,
+    clock_origin: float | None = None,
 ) -> SiteAgent:
-    """Raises :class:`~site_agent.simulation.scenario.ScenarioError` for a site not in the
-    scenario and :class:`~site_agent.transport.TransportError` for an unusable router URL."""
+    """The PBX runs at ``settings.speed``, from the scenario's start when it starts, or, given
+    ``clock_origin`` (Unix time), on the network's clock that reads the start then (see
+    :class:`~site_agent.settings.ClockSettings`).  Raises
+    :class:`~site_agent.simulation.scenario.ScenarioError` for a site not in the scenario and
+    :class:`~site_agent.transport.TransportError` for an unusable router URL."""
     settings = settings or SiteAgentSettings()
-    pbx = SimulatedPbx(scenario, site_id, seed=seed, speed=settings.speed, keep_events=keep_events)
+    pbx = SimulatedPbx(
+        scenario,
+        site_id,
+        seed=seed,
+        speed=settings.speed,
+        keep_events=keep_events,
+        origin=clock_origin,
+    )
     return SiteAgent(
         pbx,
         scenario.network(),

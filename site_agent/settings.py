@@ -3,7 +3,7 @@ orchestrator's settings carry this section, ``VCC_SITE_AGENT__*``)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 
 class SiteAgentSettings(BaseModel):
@@ -49,3 +49,32 @@ class SiteAgentSettings(BaseModel):
         description="Longest wait, on reconnecting, for calls the site rang on its own to be "
         "answered or not before the snapshot; still ringing then, they are taken back.",
     )
+
+
+class ClockSettings(BaseModel):
+    """The network's clock when its sites are simulated: the scenario's clock, running
+    ``speed`` simulated seconds per wall-clock second, that reads the scenario's simulation
+    start at the wall-clock instant ``origin``.  A router and site agents given the same two
+    values read the same time (to the accuracy of their machines' clocks), whichever started
+    first; before ``origin`` the clock reads earlier than the start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    speed: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Simulated seconds per wall-clock second.",
+    )
+    origin: AwareDatetime | None = Field(
+        default=None,
+        description="Wall-clock instant at which the clock reads the scenario's start (ISO 8601 "
+        "with a time zone, e.g. 2026-01-05T09:00:00Z, or Unix seconds).  Unset: a site agent's "
+        "clock starts at the scenario's start when its PBX starts, and `vcc up` picks the "
+        "instant its sites start; `vcc router` runs on Unix time.",
+    )
+
+    @property
+    def origin_timestamp(self) -> float | None:
+        """``origin`` as Unix time."""
+        return None if self.origin is None else self.origin.timestamp()

@@ -15,7 +15,9 @@ What an agent does, as in the simulator: a rung agent answers after the scenario
 ready meanwhile, which takes the call back at once; calls last their handle time, then the
 queue's wrap-up; a break or the end of the shift makes the agent not ready at once and starts,
 or logs the agent out, when its call and wrap-up are over.  Callers hang up after their patience
-unless answered.
+unless answered.  A supervisor's commands act at once: not ready (a ringing call is taken back),
+ready (a working agent only; it ends the wrap-up), log out (an agent with a call ringing or
+talking is refused; one logged out stays off for the rest of its shift).
 """
 
 from __future__ import annotations
@@ -63,19 +65,28 @@ TAKEN_BACK = "taken back"
 
 class SimulatedClock:
     """The scenario's clock: ``start`` when :meth:`restart` was last called, then ``speed``
-    simulated seconds per wall-clock second."""
+    simulated seconds per wall-clock second.  Pinned to a network's ``origin`` (Unix time;
+    given here or to :meth:`pin`), it reads ``start`` at that instant instead, on the wall
+    clock, like every clock pinned to the same origin in any process, and restarts no more."""
 
-    def __init__(self, start: float, speed: float) -> None:
+    def __init__(self, start: float, speed: float, *, origin: float | None = None) -> None:
         if not (math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a positive number, not {speed!r}")
         self.start = start
         self.speed = speed
+        self.origin = origin
         self._origin = time.monotonic()
 
     def restart(self) -> None:
         self._origin = time.monotonic()
 
+    def pin(self, origin: float) -> None:
+        """Read ``start`` at Unix time ``origin`` from now on."""
+        self.origin = origin
+
     def now(self) -> float:
+        if self.origin is not None:
+            return self.start + (time.time() - self.origin) * self.speed
         return self.start + (time.monotonic() - self._origin) * self.speed
 
     def delay_until(self, when: float) -> float:
@@ -151,7 +162,10 @@ class SimulatedPbx(PbxAdapter):
         seed: int,
         speed: float = 60.0,
         keep_events: bool = False,
+        origin: float | None = None,
     ) -> None:
+        """``origin``: the Unix time the clock reads the scenario's start at (a network's
+        shared clock, :meth:`SimulatedClock.pin`); ``None``: when the PBX starts."""
         sites = [s.id for s in scenario.sites]
         if site_id not in sites:
             raise ScenarioError(
@@ -159,7 +173,7 @@ class SimulatedPbx(PbxAdapter):
                 f"(sites: {', '.join(sites)})"
             )
         simulation = scenario.simulation
-        self._sim_clock = SimulatedClock(simulation.start, speed)
+        self._sim_clock = SimulatedClock(simulation.start, speed, origin=origin)
         super().__init__(site_id, self._sim_clock)
         self.scenario = scenario
         self.seed = seed
@@ -195,9 +209,13 @@ class SimulatedPbx(PbxAdapter):
     async def start(self) -> None:
         if self._task is not None:
             return
+        # On a network's clock, a PBX started late does not replay the calls that came before
+        # it started (its agents' shifts and breaks up to now do happen, at once).
+        joined = self._sim_clock.now() if self._sim_clock.origin is not None else -math.inf
         self._sim_clock.restart()
         for i, scheduled in enumerate(self._contacts):
-            self._push(scheduled.contact.arrival, _Kind.ARRIVAL, str(i))
+            if scheduled.contact.arrival >= joined:
+                self._push(scheduled.contact.arrival, _Kind.ARRIVAL, str(i))
         for agent in self._agents.values():
             if agent.shift is None:
                 continue
@@ -355,19 +373,47 @@ class SimulatedPbx(PbxAdapter):
         self._calls[contact.id] = _Call(landed, handle_time=handle, patience=math.inf)
 
     def force_not_ready(self, agent_id: str, reason: str) -> None:
-        """A supervisor makes the agent not ready (a ringing call goes back to the queue)."""
+        """A supervisor makes the agent not ready (a ringing call goes back to the queue).  A
+        break or the end of the shift keeps its course: a break still ends in ready."""
         agent = self._logged_in(agent_id)
         now = self.now()
         self._unready(agent, now, reason)
         self._agent_free(agent, now)
 
     def force_ready(self, agent_id: str) -> None:
-        """A supervisor makes a working agent ready (not one on a break or leaving)."""
+        """A supervisor makes a working agent ready (not one on a break or leaving); in
+        after-contact work, the wrap-up ends."""
         agent = self._logged_in(agent_id)
         if agent.duty is not _Duty.WORKING:
             duty = agent.duty.name.lower().replace("_", " ")
             raise PbxRefusedError(f"agent {agent_id} is {duty}")
-        self._ready(agent, self.now())
+        now = self.now()
+        self._ready(agent, now)
+        if agent.wrap_up_token is not None:
+            agent.wrap_up_token = None  # its timer finds another token: void
+            self._emit(WrapUpOver(agent.agent_id, now))
+            self._agent_free(agent, now)
+
+    def force_logout(self, agent_id: str) -> None:
+        """A supervisor logs the agent out: off for the rest of its shift (its breaks and the
+        shift's end no longer apply).  Refused while a call rings at it or talks to it (set it
+        not ready, and log it out once the call ended); after-contact work ends."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise PbxRefusedError(f"agent {agent_id} is not at site {self.site_id}")
+        if not agent.logged_in:
+            return
+        call = self._calls.get(agent.call) if agent.call is not None else None
+        if call is not None:
+            raise PbxRefusedError(
+                f"agent {agent_id} has a call {call.state}: set not ready, and log out once "
+                "the call ends"
+            )
+        agent.call = agent.wrap_up_token = None
+        agent.recover_token += 1  # a pending recovery from a missed call is void
+        agent.logged_in, agent.ready, agent.reason = False, False, None
+        agent.duty = _Duty.OFF
+        self._emit(AgentLogout(agent.agent_id, self.now()))
 
     def _queued(self, contact_id: str) -> _Call:
         call = self._calls.get(contact_id)
@@ -379,7 +425,9 @@ class SimulatedPbx(PbxAdapter):
 
     def _logged_in(self, agent_id: str) -> _Agent:
         agent = self._agents.get(agent_id)
-        if agent is None or not agent.logged_in:
+        if agent is None:
+            raise PbxRefusedError(f"agent {agent_id} is not at site {self.site_id}")
+        if not agent.logged_in:
             raise PbxRefusedError(f"agent {agent_id} is not logged in at {self.site_id}")
         return agent
 

@@ -170,17 +170,21 @@ def test_a_whole_day_routed_locally_keeps_engine_and_pbx_in_step() -> None:
             hours=8.5,
         )
         agent, pbx = north_agent(router, day, speed=40_000)
+        def day_over() -> bool:
+            """Past the end, every call over or waiting and everyone gone home: a time alone
+            is not enough, on a loaded machine the PBX's clock runs ahead of its events."""
+            if pbx.now() <= day.simulation.end + 600:
+                return False
+            settled = set(outcomes(pbx).values()) <= {"finished", "abandoned", "queued"}
+            return settled and not any(a.logged_in for a in pbx.state().agents)
+
         async with running(agent):
-            await eventually(
-                lambda: pbx.now() > day.simulation.end + 600, "the end of the day", timeout=8
-            )
+            await eventually(day_over, "the end of the day", timeout=20)
         result = outcomes(pbx)
         assert "finished" in result.values()
-        assert set(result.values()) <= {"finished", "abandoned", "queued"}
         assert agent.local_decisions >= list(result.values()).count("finished")
         not_answered = [e for e in pbx.ledger.events if isinstance(e, CallNotAnswered)]
         assert any(e.reason == "taken back" for e in not_answered)  # the engine's redirects
-        assert not any(a.logged_in for a in pbx.state().agents)  # shifts over, all logged out
 
     run(body())
 

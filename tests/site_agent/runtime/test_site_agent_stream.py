@@ -25,6 +25,7 @@ from site_agent.protocol import (
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    TransferSettled,
     Withdraw,
 )
 
@@ -231,9 +232,15 @@ def test_transfers_out_and_in_and_a_withdrawn_ring() -> None:
                     contact=transferred,
                     agent_id="north.agents.002",
                     from_site="south",
+                    order=9,
                 )
             )
             await router.wait_for(lambda: router.events(DeliveryConfirmed), "the confirmation")
+            # Its transfer order is listed as received, acknowledged or not.
+            count = len([m for m in router.messages if isinstance(m, Snapshot)])
+            await router.send(SnapshotRequest(reason="test"))
+            snapshot = await router.wait_for(lambda: _snapshot(router, count + 1), "snapshot")
+            assert snapshot.received == [9]
         await router.stop()
         assert [e.reservation for e in router.events(DeliveryConfirmed)] == [13]
         assert [e.reservation for e in router.events(DeliveryRejected)] == [11]
@@ -249,8 +256,10 @@ def test_transfers_out_and_in_and_a_withdrawn_ring() -> None:
     run(body())
 
 
-def test_a_transfer_confirmation_is_listed_in_snapshots_until_acknowledged() -> None:
-    """A confirmation lost with the link still reaches the router: in the next snapshot."""
+def test_a_call_sent_away_is_listed_in_snapshots_until_the_router_settles_it() -> None:
+    """A confirmation lost with the link still reaches the router: in the next snapshot; and
+    once acknowledged, the call is still listed until the router says it arrived elsewhere
+    (``TransferSettled``): a router that died with the call in transit loses nothing."""
 
     async def body() -> None:
         router = FakeRouter()
@@ -272,11 +281,20 @@ def test_a_transfer_confirmation_is_listed_in_snapshots_until_acknowledged() -> 
                 await router.send(SnapshotRequest(reason="test"))
                 snapshot = await router.wait_for(lambda n=count: _snapshot(router, n), "snapshot")
                 assert [c for c in snapshot.contacts if c.state == "transferred"] == [expected]
-            # A delta after the snapshot acknowledged: the router has it; no longer listed.
+            # Acknowledged: the router has it, but the call may still be in transit.
             seq = await router.wait_for(lambda: _delta_after(router, 3), "a delta after it")
             await router.send(Ack(seq=seq))
             await router.send(SnapshotRequest(reason="test"))
             snapshot = await router.wait_for(lambda: _snapshot(router, 4), "snapshot")
+            assert [c for c in snapshot.contacts if c.state == "transferred"] == [expected]
+            # Settled under another order: still listed; under its own: forgotten.
+            await router.send(TransferSettled(reservation=22, contact_id=contact_id))
+            await router.send(SnapshotRequest(reason="test"))
+            snapshot = await router.wait_for(lambda: _snapshot(router, 5), "snapshot")
+            assert [c for c in snapshot.contacts if c.state == "transferred"] == [expected]
+            await router.send(TransferSettled(reservation=21, contact_id=contact_id))
+            await router.send(SnapshotRequest(reason="test"))
+            snapshot = await router.wait_for(lambda: _snapshot(router, 6), "snapshot")
             assert not [c for c in snapshot.contacts if c.state == "transferred"]
         await router.stop()
         assert outcomes(pbx)[contact_id] == "transferred"
