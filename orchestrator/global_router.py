@@ -38,7 +38,22 @@ sockets so that it can be tested, replayed and benchmarked as plain code.  It ow
   a transfer order it had not answered waits for that snapshot, which says whether the call
   left, and so does a delivery that was bringing it a call from transit (its ``taken_in``
   says whether the call arrived; if not, the call is routed again from transit).  Calls that
-  came and went while it was cut off are reported after the snapshot (``LocallyAbandoned``).
+  came and went while it was cut off are reported after the snapshot (``LocallyAbandoned``);
+* **a restarted router** knows nothing and learns everything from the sites' snapshots; a
+  call in transit when its predecessor died is in no site's PBX, so the site it left lists it
+  as ``transferred`` until a router says it arrived (``TransferSettled``), and each site lists
+  the transfer orders of the calls it took in (``received``): once every site has sent its
+  snapshot, a listed call that no site has or received is routed again from transit;
+* **statistics pulses**: sites send no statistics over their links, so the router pulses each
+  connected site's figures into its engine's board itself (:meth:`GlobalRouter.pulse`), from its
+  own live view of the site (per queue: agents of the first target staffed and free, contacts
+  waiting, and the expected wait by the Erlang A estimator), every
+  ``settings.site_status.pulse_interval`` seconds: when a site message, a timer or a query
+  comes at least that long after the last pulse (a decision or a reading never uses figures
+  older than one interval), and at once when a site's snapshot connects it.  A site whose link
+  is down is not pulsed: its statistics go stale, then it is down once the watchdog runs out;
+  a site never connected since the router started is initialising.  Site statuses
+  (operational, congested, critical) and expected waits are the engine's, from those pulses.
 
 Times: the engine runs on the router's clock (``now``, Unix seconds in production), which keeps
 its timers monotonic whatever the sites' clocks say; a contact's arrival is the site's
@@ -47,13 +62,17 @@ timestamp, and NTP-level skew between sites only shifts waits by that skew.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from routing.engine import Router, RoutingError
-from routing.model import AgentState, Assignment, Network
+from routing.estimators import ErlangAEstimator, EwtEstimator, QueueSnapshot
+from routing.model import AgentProfile, AgentState, Assignment, Network, Queue, Target
 from routing.settings import RouterSettings
+from routing.site_stats import QueueStats, SitePulse, SiteStatus
 from site_agent.protocol import (
     Ack,
     AgentLoggedIn,
@@ -78,6 +97,7 @@ from site_agent.protocol import (
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    TransferSettled,
     Withdraw,
     WrapUpEnded,
 )
@@ -89,7 +109,11 @@ IN_WRAP_UP = "wrap-up"
 wrap-up (and ready once that ends)."""
 _FREE = frozenset({AgentState.READY, AgentState.NOT_READY})
 
-Outbound = tuple[str, Deliver | TransferOut | Withdraw | Ack | SnapshotRequest]
+REMEMBERED_SETTLEMENTS = 100_000
+"""Transfer orders whose calls arrived that the router remembers, to answer a site that lists
+one again (an hour of transfers at 25 a second)."""
+
+Outbound = tuple[str, Deliver | TransferOut | Withdraw | Ack | SnapshotRequest | TransferSettled]
 """A message for a site: (site id, message)."""
 
 
@@ -109,11 +133,30 @@ def reservation_origin(shard: int = 0, shards: int = 1, now: float | None = None
     return base + (shard - base) % shards
 
 
+def qualifies(profile: AgentProfile, queue: Queue, target: Target) -> bool:
+    """Whether the agent is one of the target's (the engine's own test: skills at the level,
+    the target's sites, a capacity for the queue's channel)."""
+    return (
+        (target.sites is None or profile.site_id in target.sites)
+        and profile.capacity_for(queue.channel) > 0
+        and target.expression.matches(profile.skills, target.min_proficiency)
+    )
+
+
+def profile_kind(profile: AgentProfile) -> tuple[object, ...]:
+    """What :func:`qualifies` reads of an agent: agents of one kind qualify for the same
+    targets, so a test per kind does for all (a large centre has a few hundred kinds)."""
+    channels = tuple(sorted(c for c, n in profile.capacity.items() if n > 0))
+    return (profile.site_id, tuple(sorted(profile.skills.items())), channels)
+
+
 @dataclass(slots=True)
 class _Link:
     expected: int = 1
     synced: bool = False  # a snapshot has been applied since the last gap
     up: bool = False  # connected: a snapshot came since the link last dropped
+    heard: bool = False  # a snapshot came since the router started
+    received: frozenset[int] = frozenset()  # orders of calls it took in (its last snapshot)
 
 
 @dataclass(slots=True)
@@ -128,7 +171,10 @@ class _Live:
     current or overtaken (an answer time-out, a snapshot): any of them may still move the
     call, so a dropped link parks them all.  ``arriving``: the delivery (reservation, and the
     site the call left) that carries the call in from transit to ``landed_at``, until that site
-    confirms it took it in (or settles it): a dropped link parks it too."""
+    confirms it took it in (or settles it): a dropped link parks it too.  ``order``: the
+    transfer order under which the call left ``custody_from`` (or the site in ``arriving``),
+    which that site lists until the call is taken in and the router says so
+    (:class:`TransferSettled`)."""
 
     data: ContactData
     landed_at: str | None
@@ -139,6 +185,7 @@ class _Live:
     orders: list[int] = field(default_factory=list)
     withdrawn: int | None = None  # the last reservation taken back by an answer time-out
     arriving: tuple[int, str] | None = None
+    order: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +204,19 @@ class _Incoming:
     reservation in ``taken_in``); if not, the call is still in transit and routed again."""
 
     reservation: int
+    from_site: str
+    to_site: str
+    data: ContactData
+    order: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsettled:
+    """A call a site lists as sent away on a transfer order this router never saw (it started
+    after the transfer): it arrived if a site has it or lists the order as ``received``; once
+    every site has sent a snapshot and none does, it is still in transit and routed again."""
+
+    order: int
     from_site: str
     to_site: str
     data: ContactData
@@ -190,7 +250,9 @@ class GlobalRouter:
     """One shard of the router (the whole router when ``shards`` is 1).  Shards number their
     reservations apart (``shard`` modulo ``shards``), so a site can settle any reservation
     with whichever shard made it and numbers never collide; ``first_reservation`` (in that
-    residue class; default :func:`reservation_origin` now) is the first number given."""
+    residue class; default :func:`reservation_origin` now) is the first number given.
+    ``estimator`` computes the expected waits of the router's own statistics pulses (Erlang A
+    by default, which without a measured patience is the Erlang C conditional wait)."""
 
     def __init__(
         self,
@@ -200,6 +262,8 @@ class GlobalRouter:
         shard: int = 0,
         shards: int = 1,
         first_reservation: int | None = None,
+        estimator: EwtEstimator | None = None,
+        transit_timeout: float | None = None,
     ) -> None:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not one of {shards} shards")
@@ -216,6 +280,12 @@ class GlobalRouter:
         self._live: dict[str, _Live] = {}
         self._parked: dict[str, _Parked] = {}
         self._incoming: dict[str, _Incoming] = {}
+        self._unsettled: dict[str, _Unsettled] = {}
+        self._started: float | None = None  # the clock of the router's first input
+        self._transit_timeout = transit_timeout
+        # Transfer orders whose calls arrived, for a site that lists one again (its
+        # TransferSettled lost with its link): oldest forgotten first.
+        self._settled: OrderedDict[int, None] = OrderedDict()
         # Agents held out of new work while their site reports them in wrap-up: whether the
         # site has them ready (for when the wrap-up ends).
         self._wrap_up_hold: dict[str, bool] = {}
@@ -225,6 +295,23 @@ class GlobalRouter:
         self._agents_of_site: dict[str, list[str]] = {site: [] for site in network.sites}
         for agent_id, site_id in self._site_of_agent.items():
             self._agents_of_site[site_id].append(agent_id)
+        # Statistics pulses, made here from the router's own view (module docstring).
+        self._estimator = estimator or ErlangAEstimator()
+        self._pulse_every = self.engine.settings.site_status.pulse_interval
+        self._next_pulse = -math.inf
+        self._pulse_seq = dict.fromkeys(network.sites, 0)
+        # (queue, site): the site has agents of the queue's first target; a site pulses only
+        # those queues (an unserved queue's contacts, open to every site, are not its own).
+        kinds: dict[tuple[object, ...], AgentProfile] = {}
+        for profile in network.agents.values():
+            kinds.setdefault(profile_kind(profile), profile)
+        self._served = {
+            (queue.id, profile.site_id)
+            for queue in network.queues.values()
+            if queue.targets
+            for profile in kinds.values()
+            if qualifies(profile, queue, queue.targets[0])
+        }
 
     # ----------------------------------------------------------------- inputs
 
@@ -233,12 +320,17 @@ class GlobalRouter:
         link = self._links.get(site_id)
         if link is None or message.site_id != site_id:
             raise UnknownSiteError(f"site {message.site_id!r} on the link of {site_id!r}")
+        if self._started is None:
+            self._started = now
+        self.pulse(now)
         out: list[Outbound] = []
         if isinstance(message, Snapshot):
             self.counters.snapshots += 1
-            link.up = True
+            link.up = link.heard = True
+            link.received = frozenset(message.received)
             self._reconcile(site_id, message, now, out)
             link.expected, link.synced = 1, True
+            self._pulse_site(site_id, now)  # its figures count from now on
             return out
         self.counters.deltas += 1
         if not link.synced:
@@ -261,7 +353,10 @@ class GlobalRouter:
 
     def tick(self, now: float) -> list[Outbound]:
         """Fire the engine's timers due by ``now`` (time-outs, holds, wrap-up ends)."""
+        self.pulse(now)
         out: list[Outbound] = []
+        if self._unsettled:
+            self._resolve_unsettled(now, out)
         assignments = self.engine.advance(now)
         for redirect in self.engine.take_redirects():
             live = self._live.get(redirect.contact_id)
@@ -289,7 +384,11 @@ class GlobalRouter:
         return out
 
     def next_timer(self) -> float | None:
-        return self.engine.next_timer()
+        engine = self.engine.next_timer()
+        if not self._unsettled or self._started is None or self._transit_timeout is None:
+            return engine
+        deadline = self._started + self._transit_timeout
+        return deadline if engine is None else min(engine, deadline)
 
     def disconnected(self, site_id: str, now: float) -> list[Outbound]:
         """The site's link dropped: nothing more can be sent there until its snapshot.
@@ -302,6 +401,7 @@ class GlobalRouter:
         left (the agent reserved for it is free meanwhile), and so is a delivery that was
         bringing it a call from transit (did the call arrive?).  Calls talking there stay with
         their agents until the snapshot confirms or ends them."""
+        self.pulse(now)
         link = self._links[site_id]
         link.synced = link.up = False
         engine = self.engine
@@ -320,7 +420,9 @@ class GlobalRouter:
                 self._parked[contact_id] = _Parked(tuple(live.orders), site_id)
             if live.arriving is not None:
                 reservation, source = live.arriving
-                self._incoming[contact_id] = _Incoming(reservation, source, site_id, live.data)
+                self._incoming[contact_id] = _Incoming(
+                    reservation, source, site_id, live.data, live.order
+                )
             del self._live[contact_id]
             if waiting or engine.delivered_to(contact_id) is not None:
                 self._deliver(engine.abandon(contact_id, now), out)
@@ -342,6 +444,69 @@ class GlobalRouter:
 
     def live_contacts(self) -> list[str]:
         return list(self._live)
+
+    # ----------------------------------------------------------------- statistics pulses
+
+    def pulse(self, now: float) -> None:
+        """Pulse every connected site's statistics into the engine's board, if the last pulse
+        is ``pulse_interval`` old (module docstring); called on every input, and by readers of
+        site statuses and expected waits before they read."""
+        if now < self._next_pulse:
+            return
+        self._next_pulse = now + self._pulse_every
+        for site_id, link in self._links.items():
+            if link.up:
+                self._pulse_site(site_id, now)
+
+    def queue_status(self, queue_id: str, site_id: str, now: float) -> str | None:
+        """The queue's status at the site by its last pulse: operational, congested or
+        critical; the site's own initialising or down; ``None`` when the site does not work on
+        the queue (it has no agent for it, or nobody staffed for it and nobody waiting), or for
+        a queue or site not here.  A site's status is the worst of its worked queues' (critical
+        when none is worked)."""
+        board = self.engine.board
+        if site_id not in self.network.sites or queue_id not in self.network.queues:
+            return None
+        status = board.queue_status(site_id, queue_id, now)
+        if status is None or status in (SiteStatus.INITIALISING, SiteStatus.DOWN):
+            return None if status is None else str(status)
+        pulse = board.last_pulse(site_id)
+        stats = None if pulse is None else pulse.queues.get(queue_id)
+        if stats is None or (stats.staffed == 0 and stats.waiting == 0):
+            return None
+        return str(status)
+
+    def _pulse_site(self, site_id: str, now: float) -> None:
+        queues = {
+            q.id: self._queue_stats(q, site_id)
+            for q in self.network.queues.values()
+            if (q.id, site_id) in self._served
+        }
+        self._pulse_seq[site_id] += 1
+        self.engine.receive_pulse(SitePulse(site_id, self._pulse_seq[site_id], now, queues), now)
+
+    def _queue_stats(self, queue: Queue, site_id: str) -> QueueStats:
+        """What a site's ACD would pulse for the queue (as the simulator's sites do): agents of
+        its first target there, staffed and free (the others count as busy), and contacts
+        waiting for the site."""
+        load = self.engine.site_load(queue.id, site_id)
+        busy = max(load.staffed - load.ready, 0)
+        snapshot = QueueSnapshot(
+            ahead=load.waiting,
+            staffed=load.staffed,
+            busy=busy,
+            ready=load.ready,
+            mean_handle_time=queue.expected_handle_time,
+        )
+        return QueueStats(
+            waiting=load.waiting,
+            ready=load.ready,
+            staffed=load.staffed,
+            busy=busy,
+            sl_in_interval=None,
+            occupancy=min(1.0, busy / load.staffed) if load.staffed else 0.0,
+            ewt=self._estimator.estimate(snapshot),
+        )
 
     # ----------------------------------------------------------------- events
 
@@ -379,7 +544,7 @@ class GlobalRouter:
                 self._offer(site_id, data, now, out)
             case DeliveryConfirmed(reservation=reservation, contact_id=contact_id):
                 known = self._live.get(contact_id)
-                self._arrived(known, reservation)
+                self._arrived(known, reservation, out)
                 if known is not None and known.withdrawn == reservation:
                     # Answered before the Withdraw got there: the call talks at the site while
                     # the router routed it again (whose delivery the site refuses); the site's
@@ -396,7 +561,7 @@ class GlobalRouter:
                     self.counters.confirmations += 1
             case DeliveryRejected(reservation=reservation, contact_id=contact_id, reason=reason):
                 known = self._live.get(contact_id)
-                self._arrived(known, reservation)
+                self._arrived(known, reservation, out)
                 if known is not None and reservation in known.orders:
                     known.orders.remove(reservation)  # refused: it will not move the call
                 live = self._current(contact_id, reservation)
@@ -406,7 +571,7 @@ class GlobalRouter:
                 self._transferred(site_id, event, now, out)
             case ContactTakenIn(reservation=reservation, contact_id=contact_id):
                 known = self._live.get(contact_id)
-                if not self._arrived(known, reservation):
+                if not self._arrived(known, reservation, out):
                     self.counters.stale_settlements += 1
             case ContactFinished(contact_id=contact_id, wrap_up=wrap_up):
                 # Finished in the engine first: one it refuses (the router had the call
@@ -432,14 +597,27 @@ class GlobalRouter:
                 if live is not None and live.landed_at == site_id:
                     self._end(data.id, now, out)
 
-    @staticmethod
-    def _arrived(live: _Live | None, reservation: int) -> bool:
+    def _arrived(self, live: _Live | None, reservation: int, out: list[Outbound]) -> bool:
         """The site settled (or confirmed taking in) ``reservation``: if that delivery was
         bringing the call in from transit, the call is there."""
         if live is None or live.arriving is None or live.arriving[0] != reservation:
             return False
-        live.arriving = None
+        self._landed(live, out)
         return True
+
+    def _landed(self, live: _Live, out: list[Outbound]) -> None:
+        """The call in transit was taken in: the site it left may forget it."""
+        origin = live.arriving[1] if live.arriving is not None else live.custody_from
+        if origin is not None and live.order is not None:
+            self._settle(origin, live.order, live.data.id, out)
+        live.arriving = live.order = None
+
+    def _settle(self, site_id: str, order: int, contact_id: str, out: list[Outbound]) -> None:
+        self._settled[order] = None
+        while len(self._settled) > REMEMBERED_SETTLEMENTS:
+            self._settled.popitem(last=False)
+        if self._links[site_id].up:  # else its snapshot lists it again, and is answered then
+            out.append((site_id, TransferSettled(reservation=order, contact_id=contact_id)))
 
     def _rejected(
         self,
@@ -477,23 +655,30 @@ class GlobalRouter:
         out: list[Outbound],
         *,
         parked: ContactData | None = None,
+        listed: ContactData | None = None,
     ) -> None:
         """The call left ``site_id`` for ``event.to_site`` on the transfer order
         ``event.reservation`` (confirmed in a delta, or listed ``transferred`` in a snapshot).
-        ``parked``: the call's data when this order was parked by a dropped link."""
+        ``parked``: the call's data when this order was parked by a dropped link; ``listed``:
+        its data when the site's snapshot lists it (sent away, not settled yet)."""
         reservation, contact_id, to_site = event.reservation, event.contact_id, event.to_site
         if to_site not in self._links:
             raise RoutingError(f"contact {contact_id!r} transferred to unknown site {to_site!r}")
         live = self._live.get(contact_id)
         if live is None or live.landed_at != site_id or reservation not in live.orders:
             if parked is None:
-                # Completed already (a confirmation listed again in a snapshot), or ended.
+                # Completed already (a confirmation listed again in a snapshot), or ended, or
+                # sent away before this router started.
                 self.counters.stale_settlements += 1
+                if listed is not None:
+                    self._listed_transfer(site_id, event, listed, out)
                 return
             # Its order was set aside when the link dropped: the call is in transit.
             self.counters.transfers += 1
             self._forget(contact_id, now, out)
-            self._live[contact_id] = _Live(data=parked, landed_at=None, custody_from=site_id)
+            self._live[contact_id] = _Live(
+                data=parked, landed_at=None, custody_from=site_id, order=reservation
+            )
             self._reroute(contact_id, parked, to_site, now, out)
             return
         if live.reservation is None and live.agent_id is not None:
@@ -502,6 +687,7 @@ class GlobalRouter:
         live.orders.clear()  # the call left: any other order to that site is refused
         current = live.transfer_to == to_site and live.reservation == reservation
         live.transfer_to, live.landed_at, live.custody_from = None, None, site_id
+        live.order = reservation
         if current and self._links[to_site].up:
             assert live.agent_id is not None
             live.landed_at, live.custody_from = to_site, None
@@ -511,6 +697,7 @@ class GlobalRouter:
                 contact=live.data,
                 agent_id=live.agent_id,
                 from_site=site_id,
+                order=reservation,
             )
             out.append((to_site, delivery))
             return
@@ -525,6 +712,50 @@ class GlobalRouter:
         live.reservation = live.agent_id = None
         self._deliver(self.engine.abandon(contact_id, now), out)  # the agent did nothing wrong
         self._reroute(contact_id, live.data, to_site, now, out)
+
+    def _listed_transfer(
+        self, site_id: str, event: ContactTransferred, data: ContactData, out: list[Outbound]
+    ) -> None:
+        """The site's snapshot lists a call it sent away on ``event.reservation`` as not
+        settled: say so again if it arrived, wait if it is on its way; else this router started
+        after the transfer, and learns where the call is from the other sites' snapshots."""
+        order, contact_id = event.reservation, event.contact_id
+        live = self._live.get(contact_id)
+        if live is not None and live.order == order:
+            return  # in transit: settled when taken in
+        if contact_id in self._incoming:
+            return  # delivered to a site whose link dropped: its snapshot will tell
+        if live is not None or order in self._settled:
+            self._settle(site_id, order, contact_id, out)
+            return
+        self._unsettled[contact_id] = _Unsettled(order, site_id, event.to_site, data)
+
+    def _resolve_unsettled(self, now: float, out: list[Outbound]) -> None:
+        """Calls listed as sent away before this router started (:class:`_Unsettled`): those a
+        site has, or says it received, arrived; once every site has sent its snapshot, or
+        ``transit_timeout`` has passed since the router started (a site silent that long is
+        taken for dead, and what its PBX took in went with it; one that comes back later may
+        then have a call delivered a second time), the others are in transit still, and routed
+        again from there."""
+        timeout, started = self._transit_timeout, self._started
+        waited = timeout is not None and started is not None and now >= started + timeout
+        everyone = waited or all(link.heard for link in self._links.values())
+        for contact_id, entry in list(self._unsettled.items()):
+            live = self._live.get(contact_id)
+            if live is not None and live.order == entry.order:
+                del self._unsettled[contact_id]  # in transit in this router's hands after all
+                continue
+            received = any(entry.order in link.received for link in self._links.values())
+            if live is not None or entry.order in self._settled or received:
+                del self._unsettled[contact_id]
+                self._settle(entry.from_site, entry.order, contact_id, out)
+            elif everyone:
+                del self._unsettled[contact_id]
+                self.counters.transfers += 1
+                self._live[contact_id] = _Live(
+                    data=entry.data, landed_at=None, custody_from=entry.from_site, order=entry.order
+                )
+                self._reroute(contact_id, entry.data, entry.to_site, now, out)
 
     def _reroute(
         self, contact_id: str, data: ContactData, sent_to: str, now: float, out: list[Outbound]
@@ -609,7 +840,11 @@ class GlobalRouter:
             if from_site is not None:
                 live.arriving = (number, from_site)
             delivery = Deliver(
-                reservation=number, contact=live.data, agent_id=agent_id, from_site=from_site
+                reservation=number,
+                contact=live.data,
+                agent_id=agent_id,
+                from_site=from_site,
+                order=live.order if from_site is not None else None,
             )
             out.append((site_id, delivery))
         else:
@@ -667,7 +902,7 @@ class GlobalRouter:
             if live.arriving is not None:
                 if contact_id not in present and live.arriving[0] not in taken_in:
                     continue  # the delivery bringing it left after the site took this snapshot
-                live.arriving = None
+                self._landed(live, out)
             if contact_id not in on_site:
                 self._end(contact_id, now, out)
         for contact_status in snapshot.contacts:
@@ -675,14 +910,21 @@ class GlobalRouter:
                 self._take_status(site_id, contact_status, now, out, parked=parked)
             except RoutingError:
                 self.counters.refused_events += 1
+        received = self._links[site_id].received  # the snapshot's, set on receipt
         for contact_id, lost in incoming.items():
-            if contact_id in present or lost.reservation in taken_in or contact_id in self._live:
-                continue  # it arrived (and may have ended since)
+            arrived = lost.order is not None and lost.order in received
+            if contact_id in present or lost.reservation in taken_in or arrived:
+                if lost.order is not None:  # it arrived (and may have ended since)
+                    self._settle(lost.from_site, lost.order, contact_id, out)
+                continue
+            if contact_id in self._live or lost.order in self._settled:
+                continue  # back in the router's hands another way, or arrived elsewhere
             # The delivery never got there: the call is still in transit.
             self._live[contact_id] = _Live(
-                data=lost.data, landed_at=None, custody_from=lost.from_site
+                data=lost.data, landed_at=None, custody_from=lost.from_site, order=lost.order
             )
             self._reroute(contact_id, lost.data, site_id, now, out)
+        self._resolve_unsettled(now, out)
         for agent_id in agents:
             try:
                 self._take_presence(agent_id, statuses.get(agent_id), now, out)
@@ -710,8 +952,11 @@ class GlobalRouter:
                 at=now,
             )
             ours = orders is not None and status.reservation in orders.reservations
-            self._transferred(site_id, event, now, out, parked=status.contact if ours else None)
+            parked_data = status.contact if ours else None
+            self._transferred(site_id, event, now, out, parked=parked_data, listed=status.contact)
             return
+        if live is not None and live.order is not None:
+            self._landed(live, out)  # the call is at this site: it left transit
         # Transfer orders sent here after the site took its snapshot may still move the call,
         # whatever the router now makes of it.
         pending = live.orders if live is not None and live.landed_at == site_id else []

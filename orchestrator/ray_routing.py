@@ -29,11 +29,27 @@ sent.  From then on the call is the serving site's like any other: answered, fin
 abandoned as its PBX reports.  While held it waits for the landing site's link: a contact
 landing at a site not connected is refused (409), and held contacts are offered again after
 the landing site's snapshot (which, listing only its PBX's calls, ends them in the router).
+Held contacts are stored (their ``offered`` event marked :data:`INGRESS_MARK`), so a router
+started after this one stopped or died holds again those still queued and never reserved, and
+offers them after their landing site's snapshot.
 
-**An agent state change through the API** goes to the router only: the protocol has no
-router-to-site message for an agent's presence, so the site's PBX does not hear of it.  The
-router applies it at once (events injected into the agent's site stream, as LocalRouting
-sends them), and the site's next report for that agent, or its next snapshot, overrides it.
+**An agent state change through the API** is carried out where the agent is, by its site's PBX,
+so the site's later reports and snapshots confirm it instead of undoing it: the service sends
+the agent's site a :class:`~site_agent.protocol.SetAgentState` command under a fresh request id
+(:meth:`RouterFront.command`); the site agent sets the agent ready, not ready or logged out on
+its PBX, whose events reach the router as the site's own deltas (``AgentReady``,
+``AgentNotReady``, ``AgentLoggedOut``), followed by its answer, ``AgentStateApplied`` or
+``AgentStateRefused`` (the PBX's reason: not logged in, on a break, on a call ...).  The
+service waits, up to ``agent_command_timeout_seconds`` of the settings, until the router has
+applied that answer (:meth:`RayRouting.site_message_applied`), or a snapshot of the site that
+shows the agent so (the answer may be lost with a dropped link), and answers with the router's
+state of the agent then: a refusal is a :class:`RoutingConflictError` (409) with the site's
+reason, no answer in time a :class:`RoutingTimeoutError` (504; the change may still happen),
+and a site not connected or resynchronising a :class:`RoutingConflictError` before anything is
+sent.  A change to the state the router already has the agent in sends nothing, and logging
+out an agent with a contact is refused at once, as :class:`LocalRouting` does.  Unlike
+LocalRouting, which plays the sites itself, a site's PBX does not log an agent in: making a
+logged-out agent ready or not ready is refused by the site.
 """
 
 from __future__ import annotations
@@ -41,8 +57,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.api.live import (
@@ -52,6 +70,7 @@ from orchestrator.api.live import (
     check_contact,
     contact_data,
     live_agent,
+    merged_site_status,
     offer_detail,
     realtime_stats,
     site_of_agent,
@@ -66,8 +85,10 @@ from orchestrator.api.routing import (
     RealtimeStats,
     RouteOutcome,
     RoutingConflictError,
+    RoutingTimeoutError,
 )
-from orchestrator.persistence import Database, NotFoundError
+from orchestrator.persistence import ContactStatus as StoredStatus
+from orchestrator.persistence import Database, NotFoundError, RouteEventKind
 from orchestrator.router_actor import (
     AgentFigures,
     RouterFront,
@@ -76,12 +97,17 @@ from orchestrator.router_actor import (
     Sink,
     SiteOutOfStepError,
 )
+from orchestrator.settings import Settings
 from orchestrator.sharding import ShardPlan
 from routing.engine import SiteLoad
 from routing.model import AgentState, Network, Queue
 from site_agent.protocol import (
+    AgentStateApplied,
+    AgentStateRefused,
+    AgentStatus,
     ContactAbandoned,
     ContactArrived,
+    ContactData,
     ContactFinished,
     ContactTransferred,
     Deliver,
@@ -90,6 +116,7 @@ from site_agent.protocol import (
     Delta,
     LocallyAbandoned,
     LocallyRouted,
+    SetAgentState,
     SiteEvent,
     Snapshot,
     TransferOut,
@@ -97,6 +124,10 @@ from site_agent.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+INGRESS_MARK = "ingress"
+"""Marks, in a contact's ``offered`` route event, a contact created through this service: held
+at the API until an agent is reserved, so a router started later holds it again."""
 
 INGRESS = "vcc-api"
 """Where a contact created through the API is until the router sends it to a site: the
@@ -109,13 +140,59 @@ _LIVE_STATES: dict[str, LiveContactState] = {
 }
 
 
+@dataclass(slots=True, eq=False)
+class _Command:
+    """A :class:`SetAgentState` sent to a site, waiting for its answer."""
+
+    site_id: str
+    message: SetAgentState
+    answer: asyncio.Future[None]
+
+    def settle(self, error: Exception | None = None) -> None:
+        if self.answer.done():
+            return
+        if error is None:
+            self.answer.set_result(None)
+        else:
+            self.answer.set_exception(error)
+
+
+def _already(figures: AgentFigures, change: ReadyChange | NotReadyChange | LogoutChange) -> bool:
+    """Whether the router has the agent where ``change`` asks (nothing to send)."""
+    logged_in = figures.state is not AgentState.LOGGED_OUT
+    match change:
+        case ReadyChange():
+            # Ready presence (reason None), not in after-contact work, which ready ends.
+            return (
+                logged_in
+                and figures.reason is None
+                and figures.state is not AgentState.AFTER_CONTACT_WORK
+            )
+        case NotReadyChange(reason=reason):
+            return logged_in and figures.reason == reason
+        case LogoutChange():
+            return not logged_in
+
+
+def _shows(status: AgentStatus, command: SetAgentState) -> bool:
+    """Whether a site's snapshot has the agent where ``command`` asked."""
+    match command.state:
+        case "ready":
+            return status.logged_in and status.ready and not status.wrap_up
+        case "not_ready":
+            return status.logged_in and not status.ready and status.reason == command.reason
+        case "logged_out":
+            return not status.logged_in
+
+
 class RayRouting:
     """:class:`~orchestrator.api.routing.RoutingService` over a live :class:`RouterFront`.
 
     Build it once the front's sink is set (the WebSocket hub sets it) and pass that sink as
     ``downstream``: the service becomes the front's sink and forwards to it.  ``network`` is
     the router's whole configuration; ``epoch`` the Unix time of the front's clock zero (0 for
-    Unix time, a scenario's day for a simulated network)."""
+    Unix time, a scenario's day for a simulated network); ``settings`` the process's (read
+    from the environment when not given), for ``agent_command_timeout_seconds``."""
 
     def __init__(
         self,
@@ -125,10 +202,13 @@ class RayRouting:
         *,
         downstream: Sink,
         epoch: float = 0.0,
+        settings: Settings | None = None,
     ) -> None:
         self.front = front
         self.network = network
         self.epoch = epoch
+        self.agent_command_timeout = (settings or Settings()).agent_command_timeout_seconds
+        self._commands: dict[str, _Command] = {}  # agent state changes sent, by request id
         self.write_errors = 0
         self._contacts = database.contacts
         self._downstream = downstream
@@ -137,6 +217,7 @@ class RayRouting:
             network, database.contacts, database.intervals, epoch=epoch, write=self._write
         )
         self._arrivals: set[str] = set()  # site arrivals not yet answered by the router
+        self.resumed_held = self._resume_held()
         self._tasks: set[asyncio.Task[None]] = set()
         front.sink = self._sink
         front.observers.append(self)
@@ -153,7 +234,7 @@ class RayRouting:
             )
         now = self.front.clock()
         data = contact_data(request, now)
-        detail = offer_detail(request)
+        detail = {**offer_detail(request), INGRESS_MARK: True}
         create = self._contacts.create
         # Stored first, so that a contact id used before is refused before it is routed.
         await self._run(
@@ -182,19 +263,86 @@ class RayRouting:
             site_id=call.site if call.agent is not None else None,
         )
 
+    def _resume_held(self) -> int:
+        """Contacts an earlier router took through the API and still held when it stopped (or
+        died): stored queued, never at any site.  Held again, they are offered after their
+        landing site's snapshot, as the earlier router would have; returns how many."""
+        resumed, cursor = 0, None
+        while True:
+            page = self._contacts.list(status=StoredStatus.QUEUED, limit=500, cursor=cursor)
+            for record in page.items:
+                if record.id in self.history.calls or record.landing_site not in self.network.sites:
+                    continue
+                detail = self._contacts.get(record.id)
+                offered = detail.history[0].detail if detail.history else {}
+                held = offered.get(INGRESS_MARK) and not any(
+                    event.kind is not RouteEventKind.OFFERED
+                    and event.kind is not RouteEventKind.QUEUED
+                    for event in detail.history
+                )
+                if not held or record.queue not in self.network.queues:
+                    continue
+                data = ContactData(
+                    id=record.id,
+                    queue_id=record.queue,
+                    arrival=record.created_at.timestamp() - self.epoch,
+                    channel=record.channel,
+                    caller_region=record.caller_region,
+                    **{k: v for k, v in offered.items() if k != INGRESS_MARK},
+                )
+                self.history.resume_held(data, record.landing_site)
+                resumed += 1
+            if page.next_cursor is None:
+                return resumed
+            cursor = page.next_cursor
+
     async def change_agent_state(
         self, agent_id: str, change: ReadyChange | NotReadyChange | LogoutChange
     ) -> AgentLiveState:
+        """Sent to the agent's site, whose PBX carries it out; the state once the router
+        applied the site's answer (module docstring)."""
         site = site_of_agent(self.network, agent_id)
         figures = await self._agent_figures(agent_id)
-        events = agent_change_events(agent_id, figures.state, change, self.front.clock())
-        if events:
+        now = self.front.clock()
+        # Refuses logging out an agent with a contact; no events: logged out already.
+        if not agent_change_events(agent_id, figures.state, change, now) or _already(
+            figures, change
+        ):
+            return live_agent(
+                agent_id, site, figures.state, figures.reason, figures.since, epoch=self.epoch
+            )
+        message = SetAgentState(
+            request_id=uuid.uuid4().hex,
+            agent_id=agent_id,
+            state=change.state,
+            reason=change.reason if isinstance(change, NotReadyChange) else None,
+            at=now,
+        )
+        command = _Command(site, message, asyncio.get_running_loop().create_future())
+        self._commands[message.request_id] = command
+        try:
             try:
-                await self.front.inject(site, events)
+                sent = self.front.command(site, message)
             except SiteOutOfStepError as error:
                 raise RoutingConflictError(
                     f"{error}: agent {agent_id!r} cannot change state through it now"
                 ) from None
+            if not sent:
+                raise RoutingConflictError(
+                    f"site {site!r} is not connected to the router: agent {agent_id!r} cannot "
+                    "change state through it now"
+                )
+            timeout = self.agent_command_timeout
+            try:
+                await asyncio.wait_for(command.answer, timeout)
+            except TimeoutError:
+                raise RoutingTimeoutError(
+                    f"site {site!r} did not confirm agent {agent_id!r} {change.state} within "
+                    f"{timeout:g} s; the change may still take effect there: read the agent's "
+                    "state again before retrying"
+                ) from None
+        finally:
+            del self._commands[message.request_id]
         return await self.agent_state(agent_id)
 
     async def agent_state(self, agent_id: str) -> AgentLiveState:
@@ -217,6 +365,7 @@ class RayRouting:
         if queue is not None and queue not in self.network.queues:
             raise NotFoundError(f"no queue {queue!r} in the running router")
         now = self.front.clock()
+        self.history.advance(now)
         shards: list[ShardFigures] = await asyncio.gather(
             *(shard.query("figures", now) for shard in self.front.shards)
         )
@@ -237,11 +386,13 @@ class RayRouting:
         await self._run(lambda: None)
 
     def close(self) -> None:
-        """Stop watching the front and finish the writes (waits for them)."""
+        """Stop watching the front and finish the writes (waits for them), the staffed time
+        of the running interval up to now included."""
         with contextlib.suppress(ValueError):
             self.front.observers.remove(self)
         for task in self._tasks:
             task.cancel()
+        self.history.close(self.front.clock())
         self._writer.shutdown(wait=True)
 
     def _write(self, operation: Callable[[], object]) -> None:
@@ -267,8 +418,13 @@ class RayRouting:
     # ----------------------------------------------------------------- watching the front
 
     def site_message(self, site_id: str, message: Delta | Snapshot) -> None:
-        """A site's report, before the router applies it: the site's truth, recorded."""
-        history = self.history
+        """A site's report, before the router applies it: the site's truth, recorded.  Staffed
+        time: what is due by now is written, and the agents of a site whose link is seen out
+        of step (dropped, or waiting for its snapshot) stop counting then (its snapshot starts
+        them again)."""
+        history, now = self.history, self.front.clock()
+        history.advance(now)
+        history.staffed.links(self.front.links(), now)
         if isinstance(message, Snapshot):
             history.reconcile(site_id, message)
             return
@@ -312,11 +468,14 @@ class RayRouting:
             case LocallyAbandoned(contact=data, at=at):
                 history.locally_abandoned(data, site_id, at)
             case _:
-                pass  # agents' presence: the router's, not the contacts' history
+                history.presence(site_id, event)  # agents' presence: their staffed time
 
     def site_message_applied(self, site_id: str, message: Delta | Snapshot) -> None:
         """The router answered the message: arrivals it did not give an agent are queued;
-        after a snapshot, contacts held at the API for that site are offered again."""
+        after a snapshot, contacts held at the API for that site are offered again; agent
+        state changes the site answered are settled."""
+        if self._commands:
+            self._settle_commands(site_id, message)
         history = self.history
         if isinstance(message, Snapshot):
             held = [c.id for c in history.calls.values() if c.held and c.landing == site_id]
@@ -329,6 +488,44 @@ class RayRouting:
                 call = history.calls.get(event.contact.id)
                 if call is not None and call.state == "queued" and not call.reserved:
                     history.queued(call.id, event.at)
+
+    def _settle_commands(self, site_id: str, message: Delta | Snapshot) -> None:
+        """Agent state changes sent to the site that this message settles: its answer, once
+        the router applied the delta that carries it (the site's link still in step: a delta
+        the front ignored was not applied, and the snapshot asked for will tell); or a
+        snapshot that shows the agent where the change asked (the answer may have been lost
+        with a dropped link).  A refusal settles the change whatever the link."""
+        pending = [c for c in self._commands.values() if c.site_id == site_id]
+        if not pending:
+            return
+        if isinstance(message, Snapshot):
+            agents = {c.message.agent_id for c in pending}
+            statuses = {s.agent_id: s for s in message.agents if s.agent_id in agents}
+            for command in pending:
+                status = statuses.get(command.message.agent_id)
+                if status is not None and _shows(status, command.message):
+                    command.settle()
+            return
+        in_step: bool | None = None
+        for event in message.events:
+            if not isinstance(event, AgentStateApplied | AgentStateRefused):
+                continue
+            answered = self._commands.get(event.request_id)
+            if answered is None or answered.site_id != site_id:
+                continue  # answered already, or too late (the request timed out)
+            if isinstance(event, AgentStateRefused):
+                wanted = answered.message.state.replace("_", " ")
+                answered.settle(
+                    RoutingConflictError(
+                        f"site {site_id!r} refused to set agent {event.agent_id!r} {wanted}: "
+                        f"{event.reason}"
+                    )
+                )
+                continue
+            if in_step is None:
+                in_step = bool(dict(self.front.links()).get(site_id))
+            if in_step:
+                answered.settle()
 
     async def _offer_again(self, site_id: str, contact_ids: list[str]) -> None:
         now = self.front.clock()
@@ -402,7 +599,9 @@ class RayRouting:
 
 class MergedFigures:
     """The shards' figures as one engine's (:class:`~orchestrator.api.live.EngineFigures`):
-    an agent's from its shard, a queue's from its queue's shard, a site's from shard 0."""
+    an agent's from its shard, a queue's from its queue's shard, a site's opening from shard 0
+    and its status merged over the shards (each pulses only its own queues:
+    :func:`~orchestrator.api.live.merged_site_status`)."""
 
     def __init__(self, plan: ShardPlan, shards: list[ShardFigures]) -> None:
         self._plan = plan
@@ -419,7 +618,15 @@ class MergedFigures:
         return self._shards[self._plan.shard_of_queue(queue.id) or 0].waits[(queue.id, site_id)]
 
     def site_status(self, site_id: str, now: float) -> str | None:
-        return self._shards[0].status.get(site_id)
+        return merged_site_status(
+            [shard.status.get(site_id) for shard in self._shards],
+            [
+                status
+                for shard in self._shards
+                for (_, site), status in shard.queue_status.items()
+                if site == site_id
+            ],
+        )
 
     def site_open(self, site_id: str) -> bool | None:
         return self._shards[0].open.get(site_id)

@@ -64,6 +64,8 @@ from site_agent.protocol import (
     AgentLoggedOut,
     AgentNotReady,
     AgentReady,
+    AgentStateApplied,
+    AgentStateRefused,
     AgentStatus,
     ContactAbandoned,
     ContactArrived,
@@ -77,17 +79,21 @@ from site_agent.protocol import (
     Delta,
     LocallyAbandoned,
     LocallyRouted,
+    SetAgentState,
     SiteEvent,
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    TransferSettled,
     Withdraw,
     WrapUpEnded,
 )
 
 log = logging.getLogger(__name__)
 
-RouterMessage = Deliver | TransferOut | Withdraw | Ack | SnapshotRequest
+RouterMessage = (
+    Deliver | TransferOut | Withdraw | Ack | SnapshotRequest | SetAgentState | TransferSettled
+)
 Sink = Callable[[str, RouterMessage], bool]
 """Sends a message to a site; ``False`` when the site is not connected (the message dropped)."""
 Clock = Callable[[], float]
@@ -122,13 +128,16 @@ class ShardReply:
 class ShardFigures:
     """A shard's live figures, for real-time statistics: the state of each of its agents, and
     for each of its queues at each site the load of the queue's first target and the site's
-    expected wait; each site's status and opening as this shard's engine sees them."""
+    expected wait; each site's status and opening as this shard's engine sees them, and each
+    of its queues' status at each site (``GlobalRouter.queue_status``: ``None`` where the site
+    does not work on it), so that a site's status can be merged over the shards."""
 
     agents: dict[str, AgentState]
     loads: dict[tuple[str, str], SiteLoad]
     waits: dict[tuple[str, str], float | None]
     status: dict[str, str | None]
     open: dict[str, bool | None]
+    queue_status: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +165,17 @@ class RouterShard:
         *,
         freeze: bool = True,
         first_reservation: int | None = None,
+        transit_timeout: float | None = None,
     ) -> None:
         if first_reservation is None:
             first_reservation = reservation_origin(shard, shards)
         self.router = GlobalRouter(
-            network, settings, shard=shard, shards=shards, first_reservation=first_reservation
+            network,
+            settings,
+            shard=shard,
+            shards=shards,
+            first_reservation=first_reservation,
+            transit_timeout=transit_timeout,
         )
         if freeze:
             # The configuration and indices live as long as the process: keep them out of the
@@ -204,7 +219,9 @@ class RouterShard:
         )
 
     def figures(self, now: float) -> ShardFigures:
-        engine, network = self.router.engine, self.router.network
+        router = self.router
+        router.pulse(now)  # statuses and waits from figures at most one pulse interval old
+        engine, network = router.engine, router.network
         sites = sorted(network.sites)
         return ShardFigures(
             agents={agent_id: engine.agent_state(agent_id) for agent_id in network.agents},
@@ -216,11 +233,25 @@ class RouterShard:
             },
             status={s: engine.site_status(s, now) for s in sites},
             open={s: engine.site_open(s) for s in sites},
+            queue_status={
+                (q, s): router.queue_status(q, s, now) for q in network.queues for s in sites
+            },
         )
 
     def gc_frozen(self) -> int:
         """Objects kept out of the collector's generations (``gc.freeze``)."""
         return gc.get_freeze_count()
+
+    def batch(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+        """Several calls in one (:class:`RayShard` batches them), in order; each answers
+        ``(True, result)`` or ``(False, the exception)``, so one call's failure is its own."""
+        results: list[tuple[bool, Any]] = []
+        for method, args in calls:
+            try:
+                results.append((True, getattr(self, method)(*args)))
+            except Exception as error:
+                results.append((False, error))
+        return results
 
 
 class ShardClient(Protocol):
@@ -263,29 +294,103 @@ class LocalShard:
 
 
 class RayShard:
-    """A shard hosted by a Ray actor; calls return Ray object references (awaitable)."""
+    """A shard hosted by a Ray actor, its calls batched.
 
-    def __init__(self, actor: Any) -> None:
+    Every call is queued and sent, with the others queued in the same turn of the event loop
+    (or while ``in_flight`` batches are already on their way), as one actor call
+    (:meth:`RouterShard.batch`): a Ray call costs the front ~0.2-0.3 ms of CPU and ~1 ms of
+    round trip whatever it carries, so under load one call per site message caps the router
+    at a few hundred messages per second (benchmarks/RESULTS.md), while a batch carries what
+    arrived meanwhile.  Queries go through the same queue, so they see every call made before
+    them; the queue keeps submission order and Ray runs one caller's calls to an actor in
+    order, so the shard sees everything in the order the front called."""
+
+    def __init__(self, actor: Any, *, in_flight: int = 2) -> None:
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, not {in_flight}")
         self.actor = actor
+        self.in_flight = in_flight
+        self._queue: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._sending = 0  # batches on their way
+        self._flush_due = False
+        self._tasks: set[asyncio.Task[None]] = set()  # batches awaited
+        self.batches = 0
+        self.calls = 0
 
     def receive(self, site_id: str, message: Delta | Snapshot, now: float) -> Awaitable[ShardReply]:
-        ref: Awaitable[ShardReply] = self.actor.receive.remote(site_id, message, now)
-        return ref
+        return self._call("receive", site_id, message, now)
 
     def tick(self, now: float) -> Awaitable[ShardReply]:
-        ref: Awaitable[ShardReply] = self.actor.tick.remote(now)
-        return ref
+        return self._call("tick", now)
 
     def disconnected(self, site_id: str, now: float) -> Awaitable[ShardReply]:
-        ref: Awaitable[ShardReply] = self.actor.disconnected.remote(site_id, now)
-        return ref
+        return self._call("disconnected", site_id, now)
 
     def query(self, method: str, *args: Any) -> Awaitable[Any]:
-        ref: Awaitable[Any] = getattr(self.actor, method).remote(*args)
-        return ref
+        return self._call(method, *args)
 
     def close(self) -> None:
+        for _, _, future in self._queue:
+            future.cancel()
+        self._queue.clear()
         ray.kill(self.actor, no_restart=True)
+
+    def _call(self, method: str, *args: Any) -> Awaitable[Any]:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a synchronous caller): one call, sent now
+            ref: Awaitable[list[Any]] = self.actor.batch.remote([(method, args)])
+            return _first(ref)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((method, args, future))
+        if not self._flush_due and self._sending < self.in_flight:
+            self._flush_due = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if not self._queue or self._sending >= self.in_flight:
+            return
+        batch, self._queue = self._queue, []
+        self._sending += 1
+        self.batches += 1
+        self.calls += len(batch)
+        ref = self.actor.batch.remote([(method, args) for method, args, _ in batch])
+        futures = [future for _, _, future in batch]
+        task = asyncio.get_running_loop().create_task(self._settle(ref, futures))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, ref: Awaitable[list[Any]], futures: list[asyncio.Future[Any]]) -> None:
+        try:
+            results = await ref
+        except BaseException as error:  # the actor died or the batch could not be sent
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            self._sending -= 1
+            if self._queue and not self._flush_due:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        for future, (ok, result) in zip(futures, results, strict=True):
+            if future.done():
+                continue  # cancelled by the caller
+            if ok:
+                future.set_result(result)
+            else:
+                future.set_exception(result)
+
+
+async def _first(ref: Awaitable[list[Any]]) -> Any:
+    [(ok, result)] = await ref
+    if not ok:
+        raise result
+    return result
 
 
 def start_ray_shards(
@@ -294,15 +399,19 @@ def start_ray_shards(
     *,
     cpus: float = 1.0,
     timeout: float | None = 120.0,
+    in_flight: int = 2,
+    transit_timeout: float | None = None,
 ) -> list[RayShard]:
-    """One actor per shard of ``plan``, each reserving ``cpus`` (a router is one busy thread);
-    returns once every actor has built its router.  Raises :class:`TimeoutError` (the actors
+    """One actor per shard of ``plan``, each reserving ``cpus`` (a router is one busy thread),
+    with at most ``in_flight`` batches of calls on their way to each (:class:`RayShard`), and
+    ``transit_timeout`` for their routers (:class:`GlobalRouter`); returns once every actor has
+    built its router.  Raises :class:`TimeoutError` (the actors
     killed) when they are not all up within ``timeout`` seconds: a cluster without the CPUs
     keeps them pending for ever."""
     actor_class = ray.remote(num_cpus=cpus, max_restarts=0)(RouterShard)
     shards = len(plan.networks)
     actors: list[Any] = [
-        actor_class.remote(network, settings, index, shards)
+        actor_class.remote(network, settings, index, shards, transit_timeout=transit_timeout)
         for index, network in enumerate(plan.networks)
     ]
     try:
@@ -314,7 +423,7 @@ def start_ray_shards(
             f"{shards} router shard(s) of {cpus:g} CPU each not started within {timeout:g} s "
             "(does the Ray cluster have the CPUs free?)"
         ) from None
-    return [RayShard(actor) for actor in actors]
+    return [RayShard(actor, in_flight=in_flight) for actor in actors]
 
 
 # ------------------------------------------------------------------ Ray itself
@@ -448,6 +557,21 @@ class RouterFront:
         self.counters.injected += 1
         await self._apply_events(site_id, link, events)
 
+    def command(self, site_id: str, message: SetAgentState) -> bool:
+        """Send a site a command of the control API (an agent's state set by a supervisor),
+        which the site carries out on its PBX and answers in its deltas.  Raises
+        :class:`SiteOutOfStepError` when the site's link is not in step; ``False`` when the
+        site is not connected after all (the message dropped, the link marked down)."""
+        link = self._links.get(site_id)
+        if link is None:
+            raise UnknownSiteError(f"unknown site {site_id!r}")
+        if not link.synced:
+            raise SiteOutOfStepError(
+                f"site {site_id!r} is not connected to the router, or is resynchronising"
+            )
+        self._send(site_id, message)
+        return link.synced  # a message the sink could not send marks the link down
+
     def resync(self, site_id: str, reason: str) -> None:
         """Ask the site for a snapshot, even if one was asked for already, and ignore its
         deltas until then: a frame that could not be read may have been a delta, so the stream
@@ -519,6 +643,7 @@ class RouterFront:
                 agents=agents[index],
                 contacts=contacts[index],
                 taken_in=taken_in[index],
+                received=snapshot.received,  # orders only: each shard looks for its own
             )
             for index in range(len(self.shards))
         }
@@ -575,6 +700,8 @@ class RouterFront:
                 | AgentNotReady(agent_id=agent_id)
                 | AgentLoggedOut(agent_id=agent_id)
                 | WrapUpEnded(agent_id=agent_id)
+                | AgentStateApplied(agent_id=agent_id)
+                | AgentStateRefused(agent_id=agent_id)
             ):
                 return plan.shard_of_agent(agent_id) or 0
             case ContactArrived(contact=data) | LocallyRouted(contact=data):

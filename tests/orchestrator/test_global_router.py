@@ -38,6 +38,7 @@ from site_agent.protocol import (
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    TransferSettled,
     WrapUpEnded,
 )
 from tests.routing.conftest import agent_config, build_network, queue_config
@@ -542,3 +543,50 @@ def test_an_agent_reserved_for_a_transfer_who_logs_out_is_released(
     lyon.snapshot(3.0, agents=[AgentStatus(agent_id="l1", logged_in=False)])
     assert router.engine.agent_state("l1") is AgentState.LOGGED_OUT
     assert router.contact_state("c1") == "queued"
+
+
+# ------------------------------------------------------------------ a router restarted
+
+
+def _sent_away(order: int) -> ContactStatus:
+    """Paris's snapshot entry for c1, sent to lyon on ``order`` and not settled."""
+    return ContactStatus(contact=data("c1"), state="transferred", reservation=order, to_site="lyon")
+
+
+def test_a_new_router_finds_a_call_its_predecessor_left_in_transit(router: GlobalRouter) -> None:
+    """The site it left lists it until settled; once every site has sent its snapshot and
+    none has it nor received it, it is routed again from transit and settled when it lands."""
+    paris, lyon = Site(router, "paris"), Site(router, "lyon")
+    out = paris.snapshot(0.0, [AgentStatus(agent_id="p1", logged_in=True, ready=True)],
+                         [_sent_away(7)])  # fmt: skip
+    assert not deliveries(out)  # lyon has not spoken: it may have the call
+    out = lyon.snapshot(1.0, [])
+    [(site, deliver)] = deliveries(out)
+    assert (site, deliver.agent_id, deliver.from_site, deliver.order) == ("paris", "p1", "paris", 7)
+    out = paris.send(2.0, DeliveryConfirmed(reservation=deliver.reservation, contact_id="c1", at=2))
+    assert [m for _, m in out if isinstance(m, TransferSettled)] == [
+        TransferSettled(reservation=7, contact_id="c1")
+    ]
+
+
+def test_a_call_its_predecessor_delivered_is_settled_not_routed_again(
+    router: GlobalRouter,
+) -> None:
+    paris = Site(router, "paris")
+    paris.snapshot(0.0, [AgentStatus(agent_id="p1", logged_in=True, ready=True)], [_sent_away(7)])
+    # Lyon took it in (and the call has ended since): the order is in its ``received``.
+    message = Snapshot(site_id="lyon", at=1.0, agents=[], contacts=[], received=[7])
+    out = router.receive("lyon", message, 1.0)
+    assert not deliveries(out)
+    assert ("paris", TransferSettled(reservation=7, contact_id="c1")) in out
+
+
+def test_a_silent_destination_holds_its_transit_calls_only_until_the_timeout() -> None:
+    agents = [agent_config("p1", "paris"), agent_config("l1", "lyon")]
+    router = GlobalRouter(build_network(agents=agents), transit_timeout=300.0)
+    paris = Site(router, "paris")
+    paris.snapshot(0.0, [AgentStatus(agent_id="p1", logged_in=True, ready=True)], [_sent_away(7)])
+    assert router.next_timer() == pytest.approx(300.0)  # lyon silent: wait for it, not for ever
+    assert not deliveries(router.tick(299.5))
+    [(site, deliver)] = deliveries(router.tick(300.0))
+    assert (site, deliver.contact.id, deliver.from_site) == ("paris", "c1", "paris")

@@ -3,9 +3,11 @@ arrive, ring, are answered or not, end or are abandoned; agents come and go; cal
 the sites by the transfer handshake; the router's messages reach a site late (in order), deltas
 get lost (the router asks for a snapshot, which the site sends in turn with the router's
 messages), site agents restart, and links drop (``disconnected``) for a while, during which the
-site carries on alone and reports its abandoned calls once back.  Whatever happens, no call is ever
-delivered while it rings or talks elsewhere, nor taken in at a site while it is still at
-another; and after each site's snapshot the router's view equals the sites' (fixed seeds)."""
+site carries on alone and reports its abandoned calls once back; and the router itself restarts,
+empty, and learns everything again from the sites, calls in transit between two sites included.
+Whatever happens, no call is ever delivered while it rings or talks elsewhere, nor taken in at a
+site while it is still at another; and after each site's snapshot the router's view equals the
+sites' (fixed seeds)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import pytest
 
 from orchestrator.global_router import GlobalRouter, Outbound
 from routing.engine import NO_ANSWER_REASON
+from routing.model import Network
 from site_agent.protocol import (
     Ack,
     AgentLoggedIn,
@@ -40,6 +43,7 @@ from site_agent.protocol import (
     Snapshot,
     SnapshotRequest,
     TransferOut,
+    TransferSettled,
     Withdraw,
 )
 from tests.routing.conftest import agent_config, build_network, queue_config
@@ -67,7 +71,8 @@ class Agent:
 @dataclass
 class Confirmation:
     """A transfer's confirmation (the call left) or a call's intake (it arrived from transit)
-    that the site keeps until the router acknowledges it, listing it in its snapshots."""
+    that the site keeps, listing it in its snapshots: an intake until the router acknowledges
+    it, a transfer until the router says the call arrived (``TransferSettled``)."""
 
     seq: int  # the delta that carried it (0: listed in the latest snapshot)
     event: ContactTransferred | ContactTakenIn
@@ -80,6 +85,7 @@ class World:
 
     router: GlobalRouter
     rng: random.Random
+    network: Network
     now: float = 0.0
     calls: dict[str, Call] = field(default_factory=dict)
     agents: dict[str, Agent] = field(
@@ -95,12 +101,15 @@ class World:
     abandoned_offline: dict[str, list[LocallyAbandoned]] = field(
         default_factory=lambda: {s: [] for s in SITES}
     )
+    received: dict[str, list[int]] = field(default_factory=lambda: {s: [] for s in SITES})
     next_call: int = 0
     double_deliveries: int = 0
     crossed: int = 0
     delivered: int = 0
     transfers: int = 0
     drops: int = 0
+    restarts: int = 0
+    routers: list[GlobalRouter] = field(default_factory=list)  # those restarted, for counters
 
     # ------------------------------------------------------------- the link
 
@@ -132,8 +141,9 @@ class World:
                                   reservation=event.reservation, to_site=event.to_site)
                 )  # fmt: skip
         message = Snapshot(
-            site_id=site, at=self.now, agents=agents, contacts=contacts, taken_in=taken_in
-        )
+            site_id=site, at=self.now, agents=agents, contacts=contacts, taken_in=taken_in,
+            received=self.received[site],
+        )  # fmt: skip
         self.take(self.router.receive(site, message, self.now))
         reports, self.abandoned_offline[site] = self.abandoned_offline[site], []
         if reports:
@@ -155,6 +165,16 @@ class World:
             if self.up[site]:
                 self.inbox[site].append((site, message))
 
+    def restart_router(self) -> None:
+        """The router process dies and a new one starts, knowing nothing: every link drops
+        with what was on its way, and each site reconnects (later) with its snapshot."""
+        self.restarts += 1
+        self.routers.append(self.router)
+        for site in SITES:
+            self.up[site] = False
+            self.inbox[site].clear()
+        self.router = GlobalRouter(self.network)
+
     def drop(self, site: str) -> None:
         """The link drops: what the router sent and the site did not handle yet is lost (a
         call on its way in from transit stays in transit)."""
@@ -173,8 +193,16 @@ class World:
                 self.snapshot(site)
             elif isinstance(message, Ack):
                 for key, confirmation in list(self.unacked[site].items()):
-                    if confirmation.seq <= message.seq:
+                    intake = isinstance(confirmation.event, ContactTakenIn)
+                    if intake and confirmation.seq <= message.seq:
                         del self.unacked[site][key]
+            elif isinstance(message, TransferSettled):
+                key = ("out", message.contact_id)
+                confirmation = self.unacked[site].get(key)
+                if confirmation is not None and confirmation.event.reservation == (
+                    message.reservation
+                ):
+                    del self.unacked[site][key]
             elif isinstance(message, Deliver):
                 self.deliver(site, message)
             elif isinstance(message, TransferOut):
@@ -197,6 +225,8 @@ class World:
         assert agent.site == site
         if message.from_site is not None and call is not None and call.site is None:
             call.site = site  # taken in from transit, and said so until acknowledged
+            assert message.order is not None, message
+            self.received[site].append(message.order)
             intake = ContactTakenIn(
                 reservation=message.reservation, contact_id=call.data.id, at=self.now
             )
@@ -288,8 +318,10 @@ class World:
                 site = rng.choice(up)
                 self.drop(site)
                 self.snapshot(site)
-        elif roll < 0.9:
+        elif roll < 0.897:
             self.drop(rng.choice(SITES))  # back later, with its snapshot
+        elif roll < 0.9:
+            self.restart_router()
         else:
             self.take(self.router.tick(self.now))
         for site in SITES:
@@ -357,6 +389,10 @@ def converged(world: World) -> None:
     world.flush()
     router = world.router
     assert sorted(router.live_contacts()) == sorted(world.calls)
+    for site in SITES:  # a call sent away is forgotten once it arrived
+        for way, cid in world.unacked[site]:
+            if way == "out":
+                assert cid in world.calls and world.calls[cid].site is None, (site, cid)
     for cid, call in world.calls.items():
         assert router.contact_state(cid) == call.state, cid
         if call.state != "queued":
@@ -365,11 +401,11 @@ def converged(world: World) -> None:
         assert router.engine.agent_ready(agent_id) == (agent.logged_in and agent.ready)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(60))
 def test_random_site_behaviour_never_double_delivers_and_converges(seed: int) -> None:
     agents = [agent_config(a, site) for a, site in AGENTS.items()]
     network = build_network(agents=agents, queues=[queue_config(answer_timeout=30)])
-    world = World(router=GlobalRouter(network), rng=random.Random(seed))
+    world = World(router=GlobalRouter(network), rng=random.Random(seed), network=network)
     for site in SITES:
         world.snapshot(site)
     for _ in range(800):
@@ -392,20 +428,22 @@ def test_the_random_runs_exercise_the_handshake_and_the_drops() -> None:
     an answer time-out, a destination whose link dropped, a delivery that never arrived),
     offline abandons; and nothing lost (each run converged, in transit calls included)."""
     totals: dict[str, int] = {}
-    crossed = 0
+    crossed = restarts = 0
     for seed in range(12):
         agents = [agent_config(a, site) for a, site in AGENTS.items()]
         network = build_network(agents=agents, queues=[queue_config(answer_timeout=30)])
-        world = World(router=GlobalRouter(network), rng=random.Random(seed))
+        world = World(router=GlobalRouter(network), rng=random.Random(seed), network=network)
         for site in SITES:
             world.snapshot(site)
         for _ in range(800):
             world.step()
         converged(world)
         crossed += world.crossed
-        for name, value in dataclasses.asdict(world.router.counters).items():
-            if isinstance(value, int):
-                totals[name] = totals.get(name, 0) + value
+        restarts += world.restarts
+        for router in [*world.routers, world.router]:
+            for name, value in dataclasses.asdict(router.counters).items():
+                if isinstance(value, int):
+                    totals[name] = totals.get(name, 0) + value
     assert totals["transfers"] > 200
     assert totals["transfer_refusals"] > 5
     assert totals["overtaken_transfers"] > 5
@@ -413,3 +451,4 @@ def test_the_random_runs_exercise_the_handshake_and_the_drops() -> None:
     assert totals["locally_abandoned"] > 5
     assert totals["withdrawals"] > 20
     assert crossed < totals["withdrawals"]  # only answers racing a Withdraw: refused
+    assert restarts >= 6

@@ -7,12 +7,10 @@ history, interval counters); the last one runs the same service over Ray actors.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +24,7 @@ from orchestrator.api.routing import (
     RoutingConflictError,
     RoutingRefusedError,
 )
-from orchestrator.persistence import Database, DuplicateContactError, NotFoundError, upgrade
+from orchestrator.persistence import Database, DuplicateContactError, NotFoundError
 from orchestrator.ray_routing import INGRESS, RayRouting
 from orchestrator.router_actor import (
     LocalShard,
@@ -40,8 +38,10 @@ from orchestrator.sharding import plan_shards
 from routing.config import NetworkConfig, compile_network
 from routing.model import AgentState, Network
 from site_agent.protocol import (
+    AgentLoggedIn,
     AgentNotReady,
     AgentReady,
+    AgentStateApplied,
     AgentStatus,
     ContactAbandoned,
     ContactArrived,
@@ -53,6 +53,7 @@ from site_agent.protocol import (
     DeliveryConfirmed,
     LocallyAbandoned,
     LocallyRouted,
+    SetAgentState,
     TransferOut,
 )
 from tests.orchestrator.api.conftest import NETWORK, T0
@@ -112,21 +113,10 @@ def request(contact_id: str, site: str = "paris", queue: str = "billing") -> Con
     return ContactRequest(id=contact_id, queue=queue, landing_site=site, caller_region="fr")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "vcc.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
 @pytest.fixture
-def database(template: Path, tmp_path: Path) -> Iterator[Database]:
-    path = tmp_path / "vcc.db"
-    shutil.copy(template, path)
-    db = Database(f"sqlite:///{path}")
-    db.config.replace(CONFIG, actor="test")
-    yield db
-    db.close()
+def database(empty_database: Database) -> Database:
+    empty_database.config.replace(CONFIG, actor="test")
+    return empty_database
 
 
 def build(
@@ -262,7 +252,9 @@ def test_a_call_moved_to_another_site_records_the_transfer_and_its_cost(
     trunk = TARIFFS.trunk("es", "paris") * 63 / 60  # paid where it landed
     transfer = TARIFFS.transfer_fee + TARIFFS.transfer_per_minute * 62 / 60
     assert figures["cost"] == pytest.approx(trunk + transfer + 20.0 * 60 / 3600)
-    assert counters(database, "madrid") == {}
+    # At madrid only ana's staffed time (63 s, 60 of them on the call): no contact counters.
+    madrid = {name: value for name, value in counters(database, "madrid").items() if value}
+    assert madrid == {"staffed_seconds": pytest.approx(63.0)}
 
 
 def test_abandons_local_reports_and_snapshots_all_end_up_in_the_history(
@@ -350,8 +342,8 @@ def test_an_api_contact_waits_like_a_sites_and_survives_its_landing_sites_snapsh
         await h.snapshot("paris", [])
         await until(lambda: h.front.counters.injected >= 2, "the contact offered again")
         assert await h.routing.contact_state("a1") == "queued"
-        # A supervisor makes bob ready through the API (which logs him in).
-        await h.routing.change_agent_state("bob", ReadyChange(state="ready"))
+        # bob logs in at his site.
+        await h.report("paris", AgentLoggedIn(agent_id="bob", at=T0 + 1, ready=True))
         [deliver] = h.to("paris", Deliver)
         assert (deliver.contact.id, deliver.from_site) == ("a1", INGRESS)
 
@@ -361,6 +353,40 @@ def test_an_api_contact_waits_like_a_sites_and_survives_its_landing_sites_snapsh
         "queued",
         "reserved",
     ]
+
+
+def test_an_api_contact_held_when_the_router_stopped_is_held_again_by_the_next_one(
+    database: Database,
+) -> None:
+    """A contact created through the API lives at no site until an agent is reserved: a
+    router started after its predecessor stopped (or died) finds it in the database, holds it
+    again and offers it after its landing site's snapshot; site contacts stored queued, and
+    API contacts that reached a site, are the sites' to report."""
+
+    async def first(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        outcome = await h.routing.route_contact(request("a1", queue="tech"))
+        assert outcome.state == "queued"  # nobody at paris, and only eve there has tech
+        await h.snapshot("madrid", [ready("ana")])  # ana takes a2 at once: it left the API
+        await h.routing.route_contact(request("a2", site="madrid"))
+        await h.report("paris", ContactArrived(contact=call("c1", queue="tech"), at=T0))
+
+    run(database, first)
+    assert database.contacts.get("a1").status == "queued"
+
+    async def second(h: Harness) -> None:
+        assert h.routing.resumed_held == 1  # a1; not a2 (reserved at madrid), not c1 (paris')
+        assert await h.routing.contact_state("a1") is None  # held: not offered yet
+        await h.snapshot("paris", [ready("eve")])
+        await until(lambda: h.to("paris", Deliver), "a1 offered and delivered")
+        [deliver] = h.to("paris", Deliver)
+        assert (deliver.contact.id, deliver.agent_id, deliver.from_site) == ("a1", "eve", INGRESS)
+        assert deliver.contact.arrival == pytest.approx(T0)  # its wait counts from its creation
+
+    run(database, second)
+    detail = database.contacts.get("a1")
+    assert [str(e.kind) for e in detail.history] == ["offered", "queued", "reserved"]
+    assert counters(database, "paris", "tech")["offered"] == 2  # a1 and c1, each once
 
 
 def test_an_api_contact_is_refused_before_anything_is_stored(database: Database) -> None:
@@ -383,14 +409,26 @@ def test_an_api_contact_is_refused_before_anything_is_stored(database: Database)
 # ------------------------------------------------------------------ agents and statistics
 
 
-def test_an_agent_state_change_reaches_the_router_and_the_sites_next_report_wins(
+def test_an_agent_state_change_is_carried_out_by_the_agents_site_and_its_reports_follow(
     database: Database,
 ) -> None:
     async def scenario(h: Harness) -> None:
         await h.snapshot("paris", [ready("bob")])
-        changed = await h.routing.change_agent_state(
-            "bob", NotReadyChange(state="not_ready", reason="coaching")
+        change = asyncio.create_task(
+            h.routing.change_agent_state(
+                "bob", NotReadyChange(state="not_ready", reason="coaching")
+            )
         )
+        await until(lambda: h.to("paris", SetAgentState), "the command to paris")
+        [command] = h.to("paris", SetAgentState)
+        assert (command.agent_id, command.state, command.reason) == ("bob", "not_ready", "coaching")
+        # The site's PBX carries it out and says so, in its own stream.
+        await h.report(
+            "paris",
+            AgentNotReady(agent_id="bob", at=T0 + 1, reason="coaching"),
+            AgentStateApplied(request_id=command.request_id, agent_id="bob", at=T0 + 1),
+        )
+        changed = await change
         assert (changed.state, changed.reason, changed.site_id) == (
             AgentState.NOT_READY,
             "coaching",
@@ -398,9 +436,6 @@ def test_an_agent_state_change_reaches_the_router_and_the_sites_next_report_wins
         )
         await h.report("paris", ContactArrived(contact=call("c1"), at=T0))
         assert not h.to("paris", Deliver)  # the router holds bob out of new work
-        # No router-to-site message carries presence: the PBX still has bob ready, and its
-        # next report about him is the truth again.
-        await h.report("paris", AgentNotReady(agent_id="bob", at=T0 + 1, reason="break"))
         await h.report("paris", AgentReady(agent_id="bob", at=T0 + 2))
         [deliver] = h.to("paris", Deliver)
         assert deliver.contact.id == "c1"
@@ -410,6 +445,7 @@ def test_an_agent_state_change_reaches_the_router_and_the_sites_next_report_wins
             await h.routing.agent_state("nobody")
         with pytest.raises(RoutingConflictError, match="not connected"):
             await h.routing.change_agent_state("ana", ReadyChange(state="ready"))
+        assert len(h.to("paris", SetAgentState)) == 1
 
     run(database, scenario)
 

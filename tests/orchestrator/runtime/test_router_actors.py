@@ -118,3 +118,51 @@ def test_shards_that_cannot_be_placed_time_out_instead_of_hanging() -> None:
     plan = plan_shards(two_group_network(), 1)
     with pytest.raises(TimeoutError, match="not started within 1 s"):
         start_ray_shards(plan, None, cpus=4, timeout=1.0)
+
+
+def test_calls_made_in_one_turn_reach_the_actor_as_one_batch_in_order() -> None:
+    """Twenty deltas submitted without waiting travel as one actor call, and the shard takes
+    them in submission order: each is acknowledged with its own number, none is seen as a gap."""
+
+    async def scenario() -> None:
+        plan = plan_shards(two_group_network(), 1)
+        [shard] = start_ray_shards(plan, None)
+        try:
+            paris = SiteScript("paris")
+            calls = [shard.receive("paris", paris.snapshot([ready("p1")]), 0.0)]
+            calls += [
+                shard.receive(
+                    "paris",
+                    paris.delta(ContactArrived(contact=contact(f"c{i}"), at=1.0)),
+                    1.0,
+                )
+                for i in range(20)
+            ]
+            replies = await asyncio.gather(*calls)
+            assert (shard.batches, shard.calls) == (1, 21)
+            acks = [[m for _, m in reply.out if isinstance(m, Ack)] for reply in replies[1:]]
+            assert acks == [[Ack(seq=n)] for n in range(1, 21)]
+            [counters] = [await shard.query("counters")]
+            assert counters.gaps == 0
+            assert await shard.query("contact_state", "c0") == "ringing"  # p1 took the first
+            assert await shard.query("contact_state", "c19") == "queued"
+        finally:
+            shard.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_that_fails_in_a_batch_fails_alone() -> None:
+    async def scenario() -> None:
+        [shard] = start_ray_shards(plan_shards(two_group_network(), 1), None)
+        try:
+            bad = shard.query("agent_figures", "nobody")
+            good = shard.query("next_timer")
+            results = await asyncio.gather(bad, good, return_exceptions=True)
+            assert shard.batches == 1
+            assert isinstance(results[0], Exception) and "nobody" in str(results[0])
+            assert results[1] is None
+        finally:
+            shard.close()
+
+    asyncio.run(scenario())
