@@ -24,7 +24,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 
-from orchestrator.api.routing import RoutingConflictError, RoutingRefusedError
+from orchestrator.api.routing import (
+    RoutingConflictError,
+    RoutingRefusedError,
+    RoutingTimeoutError,
+)
 from orchestrator.persistence import (
     DuplicateContactError,
     NotFoundError,
@@ -82,6 +86,7 @@ _DESCRIPTIONS = {
     412: "If-Match names a configuration version that is no longer current.",
     422: "The request is invalid (fields, or a configuration the router would refuse).",
     500: "Internal error (logged with its id, which the message gives).",
+    504: "A site did not carry out the change in time (it may still happen: read it again).",
 }
 
 
@@ -176,6 +181,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RoutingRefusedError)
     async def routing_refused(_: Request, error: RoutingRefusedError) -> JSONResponse:
         return _response(422, "routing_refused", str(error))
+
+    @app.exception_handler(RoutingTimeoutError)
+    async def routing_timeout(_: Request, error: RoutingTimeoutError) -> JSONResponse:
+        return _response(504, "gateway_timeout", str(error))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

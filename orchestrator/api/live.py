@@ -17,15 +17,33 @@ ASA) and ``answered_within_sl`` (the queue's ``sl_threshold``) when its agent an
 and its trunk cost when the caller hangs up before an answer.  Cost is the simulator's model:
 trunk minutes at the landing site's tariff from arrival to the end, the transfer fee and
 per-minute price from the transfer on, and the serving site's labour for talk and wrap-up.
-Staffed time (for occupancy) is not counted here: it belongs to agents, not contacts.
+
+**Staffed time** (for occupancy = handle time / staffed time) belongs to agents, not contacts:
+:class:`StaffedTime` counts each logged-in agent's seconds from the agents' presence as the
+sites report it (logged in, out; any other presence event of an agent not counted means it is
+logged in; a snapshot starts every agent it lists logged in and stops every other agent of its
+site, at its time), split at the 15-minute boundaries, in the agent's own site, and per queue
+as follows: while the agent works on contacts (from the answer to the end of the after-contact
+work, the span its ``handle_seconds`` counts) its time goes to those contacts' queues; the rest
+(ready, ringing, not ready) is split equally over the queues the agent can serve (any target;
+every queue for an agent no queue can use).  So a site's rows, and the whole network's, sum to
+its agents' staffed time exactly, and a queue's row gets the time its agents spent on it plus
+their share of the idle time.  Completed intervals are written when the clock passes their end
+(on the next event or call after it), the running one every ``checkpoint`` seconds and on
+:meth:`ContactHistory.close`: counters are additive, so a partial write is never counted twice.
+Known limits: handle time counts at the contact's landing site, staffed time at the agent's,
+so a site's occupancy reads the work landed there over its own agents' time (exact for the
+network, and for a site whose contacts are served at home); and a router (re)started counts
+each site's agents from that site's first snapshot.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -45,6 +63,7 @@ from orchestrator.api.routing import (
     SiteRealtime,
     SkillRealtime,
 )
+from orchestrator.global_router import profile_kind, qualifies
 from orchestrator.persistence import (
     ContactStore,
     Counters,
@@ -75,6 +94,9 @@ Writer = Callable[[Callable[[], object]], None]
 BUSY = frozenset({AgentState.RESERVED, AgentState.ON_CONTACT})
 SECONDS_PER_MINUTE = 60.0
 SECONDS_PER_HOUR = 3600.0
+INTERVAL_SECONDS = 900.0
+CHECKPOINT_SECONDS = 60.0
+"""How often the running interval's staffed time is written (clock seconds)."""
 
 
 def at_time(seconds: float, epoch: float = 0.0) -> datetime:
@@ -231,13 +253,236 @@ def _immediately(operation: Callable[[], object]) -> None:
     operation()
 
 
+# ------------------------------------------------------------------ staffed time
+
+
+@dataclass(slots=True)
+class _Staffed:
+    """A logged-in agent: from when its time is not counted yet, and the contacts it works on
+    (their queue, and when their after-contact work ends: ``None`` while talking)."""
+
+    since: float
+    work: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+
+
+class StaffedTime:
+    """Each logged-in agent's staffed seconds, per 15-minute interval, site and queue, added
+    to the ``IntervalStore``'s ``staffed_seconds`` (attribution: the module docstring).
+
+    Times are clock readings (``epoch``: the Unix time of the clock's zero).  An event dated
+    before the time already counted for its agent, or before the last write (a site's clock
+    behind the router's, a snapshot of another day), counts from there: time already written
+    is never counted again, nor any from before the count's first write.  Writes go through
+    ``write``, one transaction per flush."""
+
+    def __init__(
+        self,
+        network: Network,
+        intervals: IntervalStore | None,
+        *,
+        epoch: float = 0.0,
+        write: Writer = _immediately,
+        checkpoint: float | None = CHECKPOINT_SECONDS,
+    ) -> None:
+        self._network = network
+        self._intervals = intervals
+        self._epoch = epoch
+        self._write = write
+        self._checkpoint = checkpoint
+        everything = tuple(network.queues)
+        self._queues_of: dict[str, tuple[str, ...]] = {}
+        self._agents_of_site: dict[str, list[str]] = {site: [] for site in network.sites}
+        by_kind: dict[tuple[object, ...], tuple[str, ...]] = {}
+        for profile in network.agents.values():
+            kind = profile_kind(profile)
+            served = by_kind.get(kind)
+            if served is None:
+                served = by_kind[kind] = tuple(
+                    queue.id
+                    for queue in network.queues.values()
+                    if any(qualifies(profile, queue, target) for target in queue.targets)
+                )
+            self._queues_of[profile.id] = served or everything
+            self._agents_of_site.setdefault(profile.site_id, []).append(profile.id)
+        self._agents: dict[str, _Staffed] = {}
+        self._in_step: dict[str, bool] = {}
+        # Seconds not written yet, by (interval start in Unix seconds, site, queue).
+        self._pending: dict[tuple[float, str, str], float] = {}
+        self._next_flush = -math.inf
+        self._written_to = -math.inf  # the clock of the last flush: counted up to there
+
+    def counting(self, agent_id: str) -> bool:
+        """Whether the agent is logged in as far as this count knows."""
+        return agent_id in self._agents
+
+    # ----------------------------------------------------------------- presence
+
+    def presence(self, site: str, event: SiteEvent) -> None:
+        """A site's event about one of its agents (any other is ignored)."""
+        match event:
+            case AgentLoggedIn(agent_id=agent_id, at=at):
+                if self._of(site, agent_id):
+                    self.start(agent_id, at)
+            case AgentLoggedOut(agent_id=agent_id, at=at):
+                if self._of(site, agent_id):
+                    self.stop(agent_id, at)
+            case (
+                AgentReady(agent_id=agent_id, at=at)
+                | AgentNotReady(agent_id=agent_id, at=at)
+                | WrapUpEnded(agent_id=agent_id, at=at)
+            ):
+                if self._of(site, agent_id):
+                    self.start(agent_id, at)  # present at the site: logged in
+            case _:
+                pass
+
+    def snapshot(self, site: str, snapshot: Snapshot) -> None:
+        """The site's agents as it lists them: those logged in counted from the snapshot's time
+        (if not already), every other agent of the site stopped then."""
+        logged_in = {status.agent_id for status in snapshot.agents if status.logged_in}
+        for agent_id in self._agents_of_site.get(site, ()):
+            if agent_id in logged_in:
+                self.start(agent_id, snapshot.at)
+            else:
+                self.stop(agent_id, snapshot.at)
+
+    def site_down(self, site: str, at: float) -> None:
+        """The site's link dropped: its agents are not counted from ``at`` until its snapshot
+        (what they do meanwhile is not known)."""
+        for agent_id in self._agents_of_site.get(site, ()):
+            self.stop(agent_id, at)
+
+    def links(self, links: Iterable[tuple[str, bool]], at: float) -> None:
+        """The sites' links as the router has them (in step or not): a site seen out of step
+        since the last look is down from ``at`` (:meth:`site_down`)."""
+        for site, in_step in links:
+            if self._in_step.get(site) and not in_step:
+                self.site_down(site, at)
+            self._in_step[site] = in_step
+
+    def start(self, agent_id: str, at: float) -> None:
+        """The agent is logged in from ``at`` (nothing changes if it is counted already)."""
+        if agent_id in self._network.agents and agent_id not in self._agents:
+            self._agents[agent_id] = _Staffed(since=max(at, self._written_to))
+
+    def stop(self, agent_id: str, at: float) -> None:
+        record = self._agents.pop(agent_id, None)
+        if record is not None:
+            self._accrue(agent_id, record, at)
+
+    # ----------------------------------------------------------------- work
+
+    def working(self, agent_id: str, contact_id: str, queue_id: str, at: float) -> None:
+        """The agent answered the contact (an agent that answers is logged in)."""
+        if agent_id not in self._network.agents:
+            return
+        self.start(agent_id, at)
+        record = self._agents[agent_id]
+        self._accrue(agent_id, record, at)
+        record.work[contact_id] = (queue_id, None)
+
+    def done(self, agent_id: str, contact_id: str, at: float, wrap_up: float) -> None:
+        """The contact ended at ``at``; the agent's after-contact work on it lasts ``wrap_up``."""
+        record = self._agents.get(agent_id)
+        if record is None or contact_id not in record.work:
+            return
+        self._accrue(agent_id, record, at)
+        queue_id, _ = record.work[contact_id]
+        if wrap_up > 0:
+            record.work[contact_id] = (queue_id, max(at, record.since) + wrap_up)
+        else:
+            del record.work[contact_id]
+
+    def released(self, agent_id: str, contact_id: str, at: float) -> None:
+        """The contact left the agent without ending (back to the queue): no work, no wrap-up."""
+        record = self._agents.get(agent_id)
+        if record is not None and contact_id in record.work:
+            self._accrue(agent_id, record, at)
+            del record.work[contact_id]
+
+    # ----------------------------------------------------------------- writing
+
+    def advance(self, now: float) -> None:
+        """Write what is due by ``now``: the intervals that ended, and the running one's time
+        so far every ``checkpoint`` seconds."""
+        if now >= self._next_flush:
+            self.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Count every logged-in agent's time up to ``now`` and write all of it."""
+        for agent_id, record in self._agents.items():
+            self._accrue(agent_id, record, now)
+        self._written_to = max(self._written_to, now)
+        boundary = self._interval_of(now) + INTERVAL_SECONDS - self._epoch
+        if self._checkpoint is not None:
+            boundary = min(boundary, now + self._checkpoint)
+        self._next_flush = boundary
+        pending, self._pending = self._pending, {}
+        if self._intervals is None:
+            return
+        rows = [
+            (at_time(start), site, queue, Counters(staffed_seconds=seconds))
+            for (start, site, queue), seconds in sorted(pending.items())
+            if seconds > 0
+        ]
+        if rows:
+            add_many = self._intervals.add_many
+            self._write(lambda: add_many(rows))
+
+    def close(self, now: float) -> None:
+        """Write everything up to ``now`` (the running interval included) and stop counting."""
+        self.flush(now)
+        self._agents.clear()
+
+    # ----------------------------------------------------------------- helpers
+
+    def _of(self, site: str, agent_id: str) -> bool:
+        """An agent of ``site`` (a site's report about another's agent is not the truth)."""
+        profile = self._network.agents.get(agent_id)
+        return profile is not None and profile.site_id == site
+
+    def _interval_of(self, at: float) -> float:
+        """The start (Unix seconds) of the interval holding clock time ``at``."""
+        return math.floor((self._epoch + at) / INTERVAL_SECONDS) * INTERVAL_SECONDS
+
+    def _accrue(self, agent_id: str, record: _Staffed, to: float) -> None:
+        """Count the agent's time from ``record.since`` to ``to``: segment by segment (a wrap-up
+        ending changes where it goes), each to its queues."""
+        site = self._network.agents[agent_id].site_id
+        at = record.since
+        while at < to:
+            record.work = {c: w for c, w in record.work.items() if w[1] is None or w[1] > at}
+            end = min((w[1] for w in record.work.values() if w[1] is not None), default=to)
+            end = min(end, to)
+            queues = [queue for queue, _ in record.work.values()] or self._queues_of[agent_id]
+            self._split(at, end, site, queues)
+            at = end
+        record.since = max(record.since, to)
+
+    def _split(self, begin: float, end: float, site: str, queues: Iterable[str]) -> None:
+        """``begin`` to ``end`` shared equally by ``queues``, interval by interval."""
+        shares = list(queues)
+        start = self._interval_of(begin)
+        while begin < end:
+            until = min(end, start + INTERVAL_SECONDS - self._epoch)
+            share = max(0.0, until - begin) / len(shares)
+            for queue in shares:
+                key = (start, site, queue)
+                self._pending[key] = self._pending.get(key, 0.0) + share
+            begin, start = until, start + INTERVAL_SECONDS
+
+
 class ContactHistory:
     """The live contacts, and each thing that happens to one recorded as it happens.
 
     Methods take the clock reading ``at`` (seconds; ``epoch`` is the Unix time of the clock's
     zero) and never refuse: an event that does not fit the contact's state (a settlement of a
     reservation that is no longer current, a contact already gone) changes nothing and is
-    counted in ``ignored``.  Writes go through ``write``, in call order."""
+    counted in ``ignored``.  Writes go through ``write``, in call order.
+
+    Agents' staffed time is counted beside (``staffed``, a :class:`StaffedTime`): from the
+    sites' presence events (:meth:`presence`) and snapshots (:meth:`reconcile`), and the
+    contacts agents answer and end; :meth:`advance` writes what is due, :meth:`close` all."""
 
     def __init__(
         self,
@@ -247,15 +492,33 @@ class ContactHistory:
         *,
         epoch: float = 0.0,
         write: Writer = _immediately,
+        checkpoint: float | None = CHECKPOINT_SECONDS,
     ) -> None:
         self.network = network
         self.calls: dict[str, LiveCall] = {}
         self.tally: dict[str, SiteTally] = {site: SiteTally() for site in network.sites}
         self.ignored = 0
+        self.staffed = StaffedTime(
+            network, intervals, epoch=epoch, write=write, checkpoint=checkpoint
+        )
         self._contacts = contacts
         self._intervals = intervals
         self._epoch = epoch
         self._write = write
+
+    # ----------------------------------------------------------------- agents
+
+    def presence(self, site: str, event: SiteEvent) -> None:
+        """A site's event; its agents' presence counts their staffed time."""
+        self.staffed.presence(site, event)
+
+    def advance(self, now: float) -> None:
+        """Write the staffed time due by ``now`` (the clock: see :class:`StaffedTime`)."""
+        self.staffed.advance(now)
+
+    def close(self, now: float) -> None:
+        """Write all staffed time up to ``now``, the running interval's included."""
+        self.staffed.close(now)
 
     # ----------------------------------------------------------------- the life of a contact
 
@@ -288,6 +551,12 @@ class ContactHistory:
         self._count(call, Counters(offered=1))
         return call
 
+    def resume_held(self, data: ContactData, site: str) -> LiveCall:
+        """A contact held at the API by an earlier router (stored and counted offered then):
+        held again, with nothing written or counted."""
+        call = self.calls[data.id] = LiveCall(data=data, landing=site, site=site, held=True)
+        return call
+
     def queued(self, contact_id: str, at: float) -> None:
         call = self.calls[contact_id]
         self._record(call, RouteEventKind.QUEUED, at, site=call.site)
@@ -309,6 +578,8 @@ class ContactHistory:
         if call.state == "ringing":  # the previous offer ended unseen (a lost settlement)
             self._back_to_queue(call, RouteEventKind.REJECTED, at, "superseded")
         elif call.state == "talking":  # sent back to the queue without anyone saying so
+            if call.agent is not None:
+                self.staffed.released(call.agent, call.id, at)
             call.state, call.agent = "queued", None
             self._record(call, RouteEventKind.QUEUED, at, site=call.site)
         call.site, call.state, call.agent, call.reservation = site, "ringing", agent, reservation
@@ -379,6 +650,8 @@ class ContactHistory:
             self.reserved(contact_id, site, agent, None, at, detail=detail)
         call.state, call.reservation, call.answered_at = "talking", None, at
         self._record(call, RouteEventKind.CONFIRMED, at, site=call.site, agent=call.agent)
+        if call.agent is not None:
+            self.staffed.working(call.agent, call.id, call.data.queue_id, at)
         wait = max(0.0, at - call.data.arrival)
         queue = self.network.queues[call.data.queue_id]
         self._tally(call).answered += 1
@@ -397,7 +670,10 @@ class ContactHistory:
         del self.calls[contact_id]
         self._record(call, RouteEventKind.FINISHED, at, site=call.site, agent=call.agent)
         queue = self.network.queues[call.data.queue_id]
-        handle = max(0.0, at - call.answered_at) + (queue.wrap_up if wrap_up is None else wrap_up)
+        wrap_up = queue.wrap_up if wrap_up is None else wrap_up
+        handle = max(0.0, at - call.answered_at) + wrap_up
+        if call.agent is not None:
+            self.staffed.done(call.agent, call.id, at, wrap_up)
         labour = self.network.sites[call.site].agent_cost_per_hour * handle / SECONDS_PER_HOUR
         cost = self._line_cost(call, at) + labour
         self._count(call, Counters(handle_seconds=handle, cost=cost))
@@ -439,6 +715,7 @@ class ContactHistory:
         those held at the API); calls it has that were not known offered; each call's state
         taken from it (``transferred``: it left the site for another)."""
         at = snapshot.at
+        self.staffed.snapshot(site, snapshot)
         statuses = {status.contact.id: status for status in snapshot.contacts}
         for call in list(self.calls.values()):
             if call.site == site and not (call.held or call.in_transit) and call.id not in statuses:
@@ -458,6 +735,8 @@ class ContactHistory:
                 if call.state != "queued":
                     reason = "resynchronised"
                     if call.state == "talking":
+                        if call.agent is not None:
+                            self.staffed.released(call.agent, call.id, at)
                         call.state = "queued"
                         self._record(call, RouteEventKind.QUEUED, at, site=site)
                     else:
@@ -612,7 +891,9 @@ def realtime_stats(
                     staffed=load.staffed,
                     ready=load.ready,
                     waiting=load.waiting,
-                    ewt_seconds=figures.predicted_wait(network.queues[queue_id], site_id, now),
+                    ewt_seconds=_finite(
+                        figures.predicted_wait(network.queues[queue_id], site_id, now)
+                    ),
                 )
             )
         mine = [call for call in calls if call.data.queue_id == queue_id]
@@ -655,6 +936,33 @@ def realtime_stats(
             for skill, counts in by_skill.items()
         ],
     )
+
+
+def _finite(seconds: float | None) -> float | None:
+    """An expected wait as JSON can carry it: none (``null``) when nobody could answer."""
+    return seconds if seconds is not None and math.isfinite(seconds) else None
+
+
+_SEVERITY = {"operational": 0, "congested": 1, "critical": 2}
+
+
+def merged_site_status(
+    statuses: Iterable[str | None], queue_statuses: Iterable[str | None]
+) -> str | None:
+    """A site's status over router shards that each pulse their own queues: ``statuses``
+    each shard's status of the site, ``queue_statuses`` its queues' there
+    (``GlobalRouter.queue_status``, ``None`` for a queue the site does not work on).  As one
+    router would see it: down if the shards say so, initialising until they have pulsed it,
+    else the worst of the queues worked there (critical when none is)."""
+    shard_statuses = list(statuses)
+    if "down" in shard_statuses:
+        return "down"
+    if not any(status in _SEVERITY for status in shard_statuses):
+        return next((status for status in shard_statuses if status is not None), None)
+    worked = [status for status in queue_statuses if status in _SEVERITY]
+    if not worked:
+        return "critical"
+    return max(worked, key=_SEVERITY.__getitem__)
 
 
 def agent_counts(states: Counter[AgentState]) -> AgentCounts:

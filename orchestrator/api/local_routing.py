@@ -10,6 +10,12 @@ answer) ``redirected``; with an ``IntervalStore`` (:meth:`LocalRouting.from_data
 the database's), the 15-minute counters add up as contacts arrive, are answered and end.
 With no PBX behind it, calls are answered, finished or abandoned only when told
 (:meth:`LocalRouting.answer`, :meth:`finish`, :meth:`abandon`: what a site agent would report).
+Agents' staffed time counts from the presence events and snapshots it sends, as the history
+counts it for a site's (:class:`~orchestrator.api.live.StaffedTime`): intervals are written as
+the clock passes their end (on the next call), the running one every minute and on
+:meth:`LocalRouting.close`.  Site statuses and expected waits in real-time statistics come from
+the statistics pulses the router makes of its own view
+(:meth:`~orchestrator.global_router.GlobalRouter.pulse`).
 
 Requests are checked against the router's view before they are sent: the router treats an event
 it cannot apply as the site and router having drifted apart and asks for a snapshot, which is
@@ -153,8 +159,13 @@ class LocalRouting:
     # ----------------------------------------------------------------- the sites' reports
 
     def tick(self) -> None:
-        """Fire the router's timers due now."""
+        """Fire the router's timers due now (and write the staffed time due)."""
         self._locked(lambda _now: None)
+
+    def close(self) -> None:
+        """Write the agents' staffed time up to now, the running interval's included (at
+        shutdown: it stops counting)."""
+        self._locked(self._history.close)
 
     def answer(self, contact_id: str) -> None:
         """The ringing agent answered."""
@@ -174,6 +185,7 @@ class LocalRouting:
         with self._lock:
             now = self._clock()
             self._handle(self._router.tick(now), now)
+            self._history.advance(now)
             return operation(now, *args)
 
     def _route_contact(self, now: float, request: ContactRequest) -> RouteOutcome:
@@ -247,6 +259,8 @@ class LocalRouting:
     def _send(self, site: str, now: float, *events: SiteEvent) -> None:
         if self._router.needs_snapshot(site):
             self._resync(site, now)
+        for event in events:
+            self._history.presence(site, event)
         self._seq[site] += 1
         delta = Delta(site_id=site, seq=self._seq[site], events=list(events))
         self._handle(self._router.receive(site, delta, now), now)
@@ -279,6 +293,7 @@ class LocalRouting:
         ]
         self._seq[site] = 0
         snapshot = Snapshot(site_id=site, at=now, agents=agents, contacts=contacts)
+        self._history.staffed.snapshot(site, snapshot)
         self._handle(self._router.receive(site, snapshot, now), now)
 
     def _handle(self, out: Iterable[Outbound], now: float) -> None:

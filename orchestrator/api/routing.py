@@ -9,9 +9,10 @@ as it happens, so the API reads history from the database and only live state fr
 
 Errors: :class:`RoutingRefusedError` (the request cannot be routed as given: unknown queue or
 site, wrong channel; the API answers 422), :class:`RoutingConflictError` (not in the current
-state: logging out an agent on a call; 409), ``persistence.NotFoundError`` for an agent the
-router does not know (404), ``persistence.DuplicateContactError`` for a contact id used
-before (409).
+state: logging out an agent on a call, an agent state change its site's PBX refused; 409),
+:class:`RoutingTimeoutError` (a site did not carry out a change in time; 504),
+``persistence.NotFoundError`` for an agent the router does not know (404),
+``persistence.DuplicateContactError`` for a contact id used before (409).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ class RoutingRefusedError(ValueError):
 
 class RoutingConflictError(Exception):
     """The request does not fit the current live state (nothing was changed)."""
+
+
+class RoutingTimeoutError(Exception):
+    """A site did not answer in time: the change was sent and may still take effect (read the
+    state again before retrying)."""
 
 
 class _Value(BaseModel):
@@ -65,12 +71,17 @@ class RouteOutcome(_Value):
 
 
 class ReadyChange(_Value):
-    state: Literal["ready"] = Field(description="Ready for new contacts (logs in if needed).")
+    state: Literal["ready"] = Field(
+        description="Ready for new contacts; ends after-contact work.  A logged-out agent is "
+        "logged in by the in-process router, while a site's PBX refuses it (409): logging in "
+        "takes the agent at a phone."
+    )
 
 
 class NotReadyChange(_Value):
     state: Literal["not_ready"] = Field(
-        description="No new contacts (logs in if needed); contacts in progress finish normally."
+        description="No new contacts; contacts in progress finish normally.  A logged-out "
+        "agent: as for ready."
     )
     reason: str = Field(
         min_length=1, max_length=64, description="Reason code: break, lunch, training ..."
@@ -115,8 +126,8 @@ class AgentCounts(_Value):
 class SiteRealtime(_Value):
     site: str
     status: str = Field(
-        description="From the site's statistics pulses: initialising, operational, congested, "
-        "critical or down."
+        description="From the statistics the router pulses from its view of the site: "
+        "initialising, operational, congested, critical or down."
     )
     open: bool = Field(description="Whether its business hours have it open now.")
     agents: AgentCounts
@@ -132,7 +143,8 @@ class QueueSiteRealtime(_Value):
     ready: int
     waiting: int = Field(description="Contacts this site's agents could take now.")
     ewt_seconds: float | None = Field(
-        default=None, description="The site's expected wait from its last fresh pulse."
+        default=None,
+        description="The site's expected wait (Erlang A) from the router's last fresh pulse.",
     )
 
 
@@ -176,7 +188,9 @@ class RoutingService(Protocol):
 
     async def change_agent_state(
         self, agent_id: str, change: ReadyChange | NotReadyChange | LogoutChange
-    ) -> AgentLiveState: ...
+    ) -> AgentLiveState:
+        """The agent's state once changed (unchanged if it was there already)."""
+        ...
 
     async def agent_state(self, agent_id: str) -> AgentLiveState: ...
 

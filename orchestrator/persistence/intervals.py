@@ -8,7 +8,7 @@ and nothing is lost or counted twice by an overwrite.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 
@@ -64,21 +64,20 @@ class IntervalStore:
 
         One INSERT ... ON CONFLICT DO UPDATE, so two writers adding at once both count.
         """
-        values = {
-            "interval_start": interval_start(at),
-            "site_id": site,
-            "queue_id": queue,
-            **asdict(counters),
-        }
+        self.add_many([(at, site, queue, counters)])
+
+    def add_many(self, rows: Iterable[tuple[datetime, str, str, Counters]]) -> None:
+        """Several :meth:`add` in one transaction (all or none), in key order (so that two
+        writers adding to the same rows lock them in the same order)."""
+        keyed = sorted(
+            (((interval_start(at), site, queue), counters) for at, site, queue, counters in rows),
+            key=lambda row: row[0],
+        )
+        if not keyed:
+            return
         with self._sessions() as session:
-            statement = _insert(session).values(values)
-            excluded = statement.excluded
-            table = IntervalStatRow.__table__
-            statement = statement.on_conflict_do_update(
-                index_elements=["interval_start", "site_id", "queue_id"],
-                set_={name: table.c[name] + excluded[name] for name in asdict(counters)},
-            )
-            session.execute(statement)
+            for (start, site, queue), counters in keyed:
+                session.execute(_upsert(session, start, site, queue, counters))
             session.commit()
 
     def query(
@@ -112,6 +111,19 @@ class IntervalStore:
                 )
                 for row in rows
             ]
+
+
+def _upsert(
+    session: Session, start: datetime, site: str, queue: str, counters: Counters
+) -> postgresql.Insert | sqlite.Insert:
+    values = {"interval_start": start, "site_id": site, "queue_id": queue, **asdict(counters)}
+    statement = _insert(session).values(values)
+    excluded = statement.excluded
+    table = IntervalStatRow.__table__
+    return statement.on_conflict_do_update(
+        index_elements=["interval_start", "site_id", "queue_id"],
+        set_={name: table.c[name] + excluded[name] for name in asdict(counters)},
+    )
 
 
 def _insert(session: Session) -> postgresql.Insert | sqlite.Insert:

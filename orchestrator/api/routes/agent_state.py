@@ -41,7 +41,7 @@ async def get_agent_state(agent_id: AgentId, caller: Caller, routing: RoutingDep
 
 @router.post(
     "/{agent_id}/state",
-    responses=error_responses(400, 401, 403, 404, 409, 422, 500),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 500, 504),
     summary="Make an agent ready, not ready (with a reason) or logged out",
 )
 async def change_agent_state(
@@ -60,8 +60,12 @@ async def change_agent_state(
     db: DatabaseDep,
     routing: RoutingDep,
 ) -> AgentLiveState:
-    """Ready or not ready logs a logged-out agent in; ready during after-contact work ends it.
-    Logging out is refused (409) while a contact rings at the agent or is live."""
+    """Carried out by the agent's site (its PBX), and answered once the router has the change:
+    a site refuses (409, its reason) what its PBX will not do, such as making a logged-out agent
+    ready (logging in takes the agent at a phone), and one that does not answer in time gives
+    504.  Ready during after-contact work ends it.  Logging out is refused (409) while a
+    contact rings at the agent or is live.  (The in-process router of tests and of an API
+    without sites plays the sites itself, and logs an agent in.)"""
     _may_act_on(caller, agent_id)
     before = await routing.agent_state(agent_id)
     after = await routing.change_agent_state(agent_id, change)
