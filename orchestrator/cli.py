@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import secrets
 import socket
 import sys
+import time
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 
-from orchestrator.settings import Settings
-from routing.model import Network
+from orchestrator.settings import ApiKey, ApiRole, Settings
+from site_agent.settings import ClockSettings
 from site_agent.simulation.experiment import SimulationResult
 from site_agent.simulation.experiment import simulate as run_simulations
 from site_agent.simulation.loading import load_scenario
@@ -27,7 +32,10 @@ from site_agent.simulation.report import (
     runs_json,
     service_table,
 )
-from site_agent.simulation.scenario import ScenarioError, describe_errors
+from site_agent.simulation.scenario import Scenario, ScenarioError, describe_errors
+
+if TYPE_CHECKING:  # Ray, FastAPI and uvicorn load only for the commands that run them.
+    from orchestrator.system import Phases, System, SystemSpec
 
 app = typer.Typer(
     name="vcc",
@@ -86,10 +94,7 @@ def simulate(
 ) -> None:
     """Simulate the contact center under routing policies and report service, cost and how
     the network routed (site switches, transfers, expected-wait estimators' errors)."""
-    try:
-        config = settings()
-    except ValidationError as error:
-        _fail(f"invalid VCC_* settings: {describe_errors(error)}")
+    config = _settings()
     try:
         loaded = load_scenario(scenario or config.scenario)
         if hours is not None:
@@ -177,14 +182,10 @@ def demo(
     API and the sites' links on one loopback server, and three simulated sites with their
     agents; then print where the API and the metrics are and a KPI summary, and shut down."""
     # Ray, FastAPI, uvicorn and SQLAlchemy take seconds to import: only `vcc demo` pays.
-    from orchestrator.demo import DemoError, DemoOptions, run_demo  # noqa: PLC0415
+    from orchestrator.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from orchestrator.system import StartError  # noqa: PLC0415
 
-    try:
-        config = settings()
-    except ValidationError as error:
-        _fail(f"invalid VCC_* settings: {describe_errors(error)}")
-    except SettingsError as error:
-        _fail(f"invalid VCC_* settings: {error}")
+    config = _settings()
     options = DemoOptions(
         minutes=minutes,
         speed=speed,
@@ -201,7 +202,7 @@ def demo(
     console = Console(width=None if sys.stdout.isatty() else 132)
     try:
         report = run_demo(options, console, config=config)
-    except (DemoError, ScenarioError) as error:
+    except (StartError, ScenarioError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
         typer.echo("vcc demo: interrupted; everything started was stopped", err=True)
@@ -217,108 +218,237 @@ def demo(
         raise typer.Exit(code=1)
 
 
+# The options `vcc up`, `vcc router` and `vcc site-agent` share.
+ScenarioOption = Annotated[
+    str | None,
+    typer.Option(help="Shipped scenario name or path to a YAML file \\[default: settings]."),
+]
+HostOption = Annotated[
+    str | None, typer.Option(help="Address to listen on \\[default: settings, 127.0.0.1].")
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0, max=65535, help="Port to listen on, 0 for any \\[default: settings, 8700]."
+    ),
+]
+ShardsOption = Annotated[
+    int | None, typer.Option(min=1, help="Most router shards \\[default: settings, 1].")
+]
+SpeedOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Simulated seconds per wall-clock second of the network's clock "
+        "\\[default: settings (VCC_CLOCK__SPEED), 60]."
+    ),
+]
+SeedOption = Annotated[
+    int | None, typer.Option(help="Random seed \\[default: the scenario's, else settings].")
+]
+
+
+def _clock_origin_option(unset: str) -> Any:
+    return typer.Option(
+        "--clock-origin",
+        help="Wall-clock instant at which the network's clock reads the scenario's start: "
+        "ISO 8601 with its zone (2026-01-05T09:00:00Z), Unix seconds, or 'now'; the same for "
+        f"the router and every site agent \\[default: settings (VCC_CLOCK__ORIGIN), else {unset}].",
+    )
+
+
+@app.command()
+def up(
+    *,
+    scenario: ScenarioOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    shards: ShardsOption = None,
+    sites: Annotated[
+        str,
+        typer.Option(
+            help="Sites simulated in this process: 'all', 'none', or site ids separated by "
+            "commas; the others connect as `vcc site-agent`."
+        ),
+    ] = "all",
+    no_sites: Annotated[
+        bool, typer.Option("--no-sites", help="Same as --sites none: the router and the API only.")
+    ] = False,
+    speed: SpeedOption = None,
+    clock_origin: Annotated[str | None, _clock_origin_option("when the sites start")] = None,
+    seed: SeedOption = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL or SQLite file of the control API's database "
+            "\\[default: settings (VCC_DATABASE_URL), sqlite:///vcc.db]."
+        ),
+    ] = None,
+) -> None:
+    """Run vcc until interrupted: the router's shards on Ray (local, or the cluster at
+    VCC_RAY_ADDRESS / RAY_ADDRESS), one server with the control API, the sites' links and
+    /healthz, persistence (migrated at start), and the scenario's sites simulated on the
+    network's clock; Ctrl-C or SIGTERM stops all of it."""
+    config = _settings()
+    network_clock = _clock(config, speed, clock_origin)
+    loaded = _scenario(scenario, config)
+    network = loaded.network()
+    simulated = _simulated_sites(sorted(network.sites), "none" if no_sites else sites)
+    tokens, generated = _site_tokens(config, network.sites, generate=True)
+    keys = dict(config.api_keys)
+    admin_key = None
+    if not keys:
+        admin_key = f"vcc-{secrets.token_urlsafe(24)}"
+        keys["vcc-up-admin"] = ApiKey(key=SecretStr(admin_key), role=ApiRole.ADMIN)
+    database_url = database or config.database_url
+    if "://" not in database_url:
+        database_url = f"sqlite:///{database_url}"
+    run_seed = next(s for s in (seed, loaded.simulation.seed, config.seed) if s is not None)
+    sock = _listen(host or config.router_host, config.router_port if port is None else port)
+    # Ray, FastAPI, uvicorn and SQLAlchemy take seconds to import: only running commands pay.
+    from orchestrator.system import (  # noqa: PLC0415
+        ApiSpec,
+        Phases,
+        SystemSpec,
+        endpoint_lines,
+        shown_url,
+    )
+
+    spec = SystemSpec(
+        scenario=loaded,
+        sock=sock,
+        tokens=tokens,
+        router=config.router,
+        transit_timeout=config.router_transit_timeout_seconds,
+        shards=shards or config.router_shards,
+        num_cpus=config.ray_num_cpus,
+        ray_address=config.ray_address,
+        clock=network_clock,
+        sites=simulated,
+        seed=run_seed,
+        site_agent=config.site_agent,
+        api=ApiSpec(
+            settings=config.model_copy(update={"api_keys": keys}),
+            database_url=database_url,
+            actor="vcc up",
+            new_contacts=bool(simulated),
+        ),
+    )
+    typer.echo(
+        f"vcc up: {loaded.name or 'scenario'}: {len(network.sites)} sites, "
+        f"{len(network.queues)} queues, {len(network.agents)} agents, on {spec.where}; "
+        f"simulated here: {', '.join(simulated) or 'no site (they connect as vcc site-agent)'}"
+    )
+    phases = Phases()
+
+    def ready(system: System) -> None:
+        url = system.url
+        if admin_key is not None:
+            key_line = f"Admin API key (this run only): {admin_key}"
+        else:
+            roles = ", ".join(f"{name} ({key.role})" for name, key in sorted(keys.items()))
+            key_line = f"API keys: from VCC_API_KEYS: {roles}"
+        lines = endpoint_lines(url, keys=key_line, database=shown_url(database_url))
+        lines.append(f"Health: {url}/healthz (the router's shards, each site's link)")
+        assert system.clock is not None and system.clock.origin is not None
+        origin = datetime.fromtimestamp(system.clock.origin, UTC).isoformat()
+        start = datetime.fromtimestamp(loaded.simulation.epoch + loaded.simulation.start, UTC)
+        lines.append(
+            f"Clock: the scenario's, {start:%Y-%m-%d %H:%M} UTC at {origin}, "
+            f"{network_clock.speed:g}x (give site agents --clock-origin {origin} "
+            f"--speed {network_clock.speed:g})"
+        )
+        outside = [site for site in sorted(network.sites) if site not in simulated]
+        if outside:
+            lines.append(
+                f"Site agents for {', '.join(outside)}: VCC_SITE_AGENT__TOKEN=<the site's token> "
+                f"vcc site-agent --site SITE --router {system.links_url} --scenario "
+                f"{scenario or config.scenario} --speed {network_clock.speed:g} "
+                f"--clock-origin {origin}"
+            )
+            given = [site for site in outside if site not in generated]
+            fresh = [f"{site}={tokens[site]}" for site in outside if site in generated]
+            if fresh:
+                lines.append(f"Site tokens (this run only): {', '.join(fresh)}")
+            if given:
+                lines.append(f"Site tokens of {', '.join(given)}: from VCC_SITE_TOKENS")
+        lines.append(
+            f"Ready in {phases.since_start():.1f} s from process start ({phases.describe()}); "
+            "running until interrupted (Ctrl-C or SIGTERM)"
+        )
+        for line in lines:
+            typer.echo(line)
+
+    stopping = _serve(spec, ready, phases, "vcc up")
+    typer.echo(f"Stopped cleanly in {stopping:.1f} s (Ray included).")
+
+
 @app.command()
 def router(
     *,
-    scenario: Annotated[
-        str | None,
-        typer.Option(help="Shipped scenario name or path to a YAML file \\[default: settings]."),
-    ] = None,
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on \\[default: settings, 127.0.0.1].")
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            min=0, max=65535, help="Port to listen on, 0 for any \\[default: settings, 8700]."
-        ),
-    ] = None,
-    shards: Annotated[
-        int | None, typer.Option(min=1, help="Most router shards \\[default: settings, 1].")
-    ] = None,
+    scenario: ScenarioOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    shards: ShardsOption = None,
+    speed: SpeedOption = None,
+    clock_origin: Annotated[str | None, _clock_origin_option("Unix time")] = None,
 ) -> None:
     """Run the global router: one Ray actor per shard of the scenario's network (local Ray,
     or the cluster at VCC_RAY_ADDRESS / RAY_ADDRESS), and the sites' WebSocket links at
-    /sites/{site}/stream, each authenticated by its token from VCC_SITE_TOKENS."""
-    try:
-        config = settings()
-    except ValidationError as error:
-        _fail(f"invalid VCC_* settings: {describe_errors(error)}")
-    except SettingsError as error:  # a value that is not even JSON
-        _fail(f"invalid VCC_* settings: {error}")
-    try:
-        network = load_scenario(scenario or config.scenario).network()
-    except ScenarioError as error:
-        _fail(str(error))
-    tokens = {site: token.get_secret_value() for site, token in config.site_tokens.items()}
-    strangers = sorted(set(tokens) - set(network.sites))
-    if strangers:
-        _fail(f"VCC_SITE_TOKENS names sites the scenario does not have: {', '.join(strangers)}")
+    /sites/{site}/stream, each authenticated by its token from VCC_SITE_TOKENS, with
+    /healthz.  On Unix time (real PBXs), or, given a clock origin, on the network's simulated
+    clock, that of `vcc site-agent` processes given the same origin and speed.  (`vcc up
+    --no-sites` is the same router with the control API and persistence.)"""
+    config = _settings()
+    network_clock: ClockSettings | None = _clock(config, speed, clock_origin)
+    if network_clock is not None and network_clock.origin is None:
+        if speed is not None:
+            _fail(
+                "--speed is the speed of the network's simulated clock: give --clock-origin "
+                "too (an instant, or now), or set VCC_CLOCK__ORIGIN"
+            )
+        network_clock = None  # Unix time
+    loaded = _scenario(scenario, config)
+    network = loaded.network()
+    tokens, _ = _site_tokens(config, network.sites, generate=False)
     if not tokens:
         example = next(iter(network.sites))
         _fail(
             "no site tokens: no site could connect; set VCC_SITE_TOKENS, e.g. "
             f"""'{{"{example}": "<secret>"}}'"""
         )
-    listen_host = host or config.router_host
-    listen_port = config.router_port if port is None else port
-    # Bound before Ray starts, so that a busy port fails in a second, not after Ray.
-    from orchestrator.site_link import listening_socket  # noqa: PLC0415
+    sock = _listen(host or config.router_host, config.router_port if port is None else port)
+    from orchestrator.system import SystemSpec  # noqa: PLC0415
 
-    try:
-        sock = listening_socket(listen_host, listen_port)
-    except OSError as error:
-        _fail(f"cannot listen on {listen_host}:{listen_port}: {error.strerror or error}")
-    _run_router(config, network, tokens, sock, shards or config.router_shards)
-
-
-def _run_router(
-    config: Settings, network: Network, tokens: dict[str, str], sock: socket.socket, shards: int
-) -> None:
-    # Ray, FastAPI and uvicorn take seconds to import: only `vcc router` pays for them.
-    from orchestrator.router_actor import (  # noqa: PLC0415
-        RouterFront,
-        start_ray,
-        start_ray_shards,
-        stop_ray,
+    spec = SystemSpec(
+        scenario=loaded,
+        sock=sock,
+        tokens=tokens,
+        router=config.router,
+        transit_timeout=config.router_transit_timeout_seconds,
+        shards=shards or config.router_shards,
+        num_cpus=config.ray_num_cpus,
+        ray_address=config.ray_address,
+        clock=network_clock,
+        log_level="info",
     )
-    from orchestrator.sharding import plan_shards  # noqa: PLC0415
-    from orchestrator.site_link import SiteHub, build_app, serve  # noqa: PLC0415
 
-    plan = plan_shards(network, shards)
-    where = f"Ray at {config.ray_address}" if config.ray_address else "local Ray"
-    try:
-        started = start_ray(config.ray_address, num_cpus=config.ray_num_cpus or max(2, len(plan)))
-    except Exception as error:
-        sock.close()
-        _fail(f"cannot start {where}: {error}")
-    front = None
-    try:
-        try:
-            clients = start_ray_shards(plan, config.router)
-        except Exception as error:
-            _fail(f"router shards did not start on {where}: {error}")
-        front = RouterFront(plan, clients)
-        app = build_app(SiteHub(front, tokens))
-        bound_host, bound_port = sock.getsockname()[:2]
+    def ready(system: System) -> None:
+        plan = system.plan
         typer.echo(
-            f"vcc router: {len(plan)} shard(s) on {where} for {len(network.sites)} sites, "
-            f"{len(network.queues)} queues, {len(network.agents)} agents (largest component "
-            f"{plan.largest_component} agents); site links on "
-            f"ws://{bound_host}:{bound_port}/sites/{{site}}/stream"
+            f"vcc router: {len(plan.networks)} shard(s) on {spec.where} for "
+            f"{len(network.sites)} sites, {len(network.queues)} queues, {len(network.agents)} "
+            f"agents (largest component {plan.largest_component} agents); site links on "
+            f"{system.links_url}/sites/{{site}}/stream"
         )
-        serve(app, sock)
-    finally:
-        if front is not None:
-            front.close()
-        sock.close()
-        stop_ray(started)
+        if system.clock is not None and system.clock.origin is not None:
+            origin = datetime.fromtimestamp(system.clock.origin, UTC).isoformat()
+            typer.echo(
+                f"vcc router: on the scenario's clock, its start at {origin}, "
+                f"{system.clock.speed:g}x (site agents: --clock-origin {origin} "
+                f"--speed {system.clock.speed:g})"
+            )
 
-
-def _fail(message: str) -> NoReturn:
-    """Bad input ends with one line on stderr and exit code 2, like a usage error."""
-    typer.echo(f"vcc: {message}", err=True)
-    raise typer.Exit(code=2)
+    _serve(spec, ready, None, "vcc router")
 
 
 @app.command("site-agent")
@@ -339,18 +469,10 @@ def site_agent(
             "entry in VCC_SITE_TOKENS]."
         ),
     ] = None,
-    scenario: Annotated[
-        str | None,
-        typer.Option(help="Shipped scenario name or path to a YAML file [default: settings]."),
-    ] = None,
-    speed: Annotated[
-        float | None,
-        typer.Option(help="Simulated seconds per wall-clock second [default: settings, 60]."),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Random seed [default: the scenario's, else settings]."),
-    ] = None,
+    scenario: ScenarioOption = None,
+    speed: SpeedOption = None,
+    clock_origin: Annotated[str | None, _clock_origin_option("when this site agent starts")] = None,
+    seed: SeedOption = None,
 ) -> None:
     """Run one site: its simulated PBX in real time, streaming to the router and carrying out
     its decisions, routing locally while no router answers; until interrupted."""
@@ -360,15 +482,9 @@ def site_agent(
     from site_agent.service import run_until_stopped, simulated_site_agent  # noqa: PLC0415
     from site_agent.transport import TransportError  # noqa: PLC0415
 
-    try:
-        config = settings()
-    except ValidationError as error:
-        _fail(f"invalid VCC_* settings: {describe_errors(error)}")
-    agent_settings = config.site_agent
-    if speed is not None:
-        if not speed > 0:
-            _fail(f"--speed must be a positive number, not {speed}")
-        agent_settings = agent_settings.model_copy(update={"speed": speed})
+    config = _settings()
+    network_clock = _clock(config, speed, clock_origin)
+    agent_settings = config.site_agent.model_copy(update={"speed": network_clock.speed})
     router_url = (
         router or agent_settings.router_url or f"ws://{config.router_host}:{config.router_port}"
     )
@@ -387,14 +503,117 @@ def site_agent(
             seed=run_seed,
             settings=agent_settings,
             router_settings=config.router,
+            clock_origin=network_clock.origin_timestamp,
         )
     except (ScenarioError, TransportError) as error:
         _fail(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    origin = network_clock.origin
     typer.echo(
         f"vcc site-agent: site {site} of {loaded.name or 'scenario'} (seed {run_seed}, speed "
-        f"{agent_settings.speed:g}x), router {agent.url}; Ctrl-C stops it",
+        f"{network_clock.speed:g}x"
+        + (f", clock origin {origin.isoformat()}" if origin else "")
+        + f"), router {agent.url}; Ctrl-C stops it",
         err=True,
     )
     asyncio.run(run_until_stopped(agent))
     typer.echo(f"vcc site-agent: site {site} stopped", err=True)
+
+
+# ------------------------------------------------------------------ shared checks
+
+
+def _fail(message: str) -> NoReturn:
+    """Bad input ends with one line on stderr and exit code 2, like a usage error."""
+    typer.echo(f"vcc: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _settings() -> Settings:
+    try:
+        return settings()
+    except ValidationError as error:
+        _fail(f"invalid VCC_* settings: {describe_errors(error)}")
+    except SettingsError as error:  # a value that is not even JSON
+        _fail(f"invalid VCC_* settings: {error}")
+
+
+def _scenario(name: str | None, config: Settings) -> Scenario:
+    try:
+        return load_scenario(name or config.scenario)
+    except ScenarioError as error:
+        _fail(str(error))
+
+
+def _clock(config: Settings, speed: float | None, origin: str | None) -> ClockSettings:
+    """The network's clock: the settings', with --speed and --clock-origin over them."""
+    if speed is not None and not (math.isfinite(speed) and speed > 0):
+        _fail(f"--speed must be a positive number, not {speed}")
+    values: dict[str, object] = {
+        "speed": config.clock.speed if speed is None else speed,
+        "origin": config.clock.origin,
+    }
+    if origin is not None:
+        values["origin"] = time.time() if origin.strip().lower() == "now" else origin.strip()
+    try:
+        return ClockSettings.model_validate(values)
+    except ValidationError as error:
+        _fail(
+            f"--clock-origin {origin!r}: {describe_errors(error)} (give an instant with its "
+            "time zone, e.g. 2026-01-05T09:00:00Z, Unix seconds, or now)"
+        )
+
+
+def _simulated_sites(all_sites: list[str], chosen: str) -> tuple[str, ...]:
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    if names == ["all"]:
+        return tuple(all_sites)
+    if names in ([], ["none"]):
+        return ()
+    unknown = [name for name in names if name not in all_sites]
+    if unknown:
+        _fail(
+            f"--sites: the scenario has no site {', '.join(map(repr, unknown))} "
+            f"(sites: {', '.join(all_sites)}; or all, none)"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _site_tokens(
+    config: Settings, sites: Collection[str], *, generate: bool
+) -> tuple[dict[str, str], list[str]]:
+    """Each site's link token from VCC_SITE_TOKENS, and (``generate``) a new one for this run
+    for the sites without; and which were generated."""
+    tokens = {site: token.get_secret_value() for site, token in config.site_tokens.items()}
+    strangers = sorted(set(tokens) - set(sites))
+    if strangers:
+        _fail(f"VCC_SITE_TOKENS names sites the scenario does not have: {', '.join(strangers)}")
+    generated = sorted(set(sites) - set(tokens)) if generate else []
+    tokens.update({site: secrets.token_urlsafe(24) for site in generated})
+    return tokens, generated
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bound before Ray starts, so that a busy port fails in a second, not after Ray."""
+    from orchestrator.site_link import listening_socket  # noqa: PLC0415
+
+    try:
+        return listening_socket(host, port)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+
+
+def _serve(
+    spec: SystemSpec, ready: Callable[[System], None], phases: Phases | None, name: str
+) -> float:
+    """Run until SIGINT or SIGTERM; the seconds the shutdown took."""
+    from orchestrator.system import StartError, serve_until_stopped  # noqa: PLC0415
+
+    try:
+        stopping = asyncio.run(serve_until_stopped(spec, ready, phases or (lambda _: None)))
+    except StartError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:  # a second Ctrl-C, during the shutdown
+        typer.echo(f"{name}: interrupted during the shutdown", err=True)
+        raise typer.Exit(code=130) from None
+    return stopping

@@ -8,7 +8,8 @@ links; and three site agents, each with its simulated PBX running ``speed`` time
 the wall clock, connecting over loopback with their own generated tokens.  The API's routing
 service is :class:`~orchestrator.ray_routing.RayRouting`: contacts created through the API and
 agents' state changes go through the same shards, and every contact's history and interval
-counters land in the database as it happens.
+counters land in the database as it happens.  The start-up and shutdown are `vcc up`'s
+(:mod:`orchestrator.system`).
 
 The run: start-up (timed from the process's start until all three sites are connected and in
 step), a few contacts created through ``POST /v1/contacts``, ``minutes`` of simulated traffic
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -35,42 +35,43 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.api import create_app
 from orchestrator.api.live import at_time
-from orchestrator.persistence import Database, upgrade
 from orchestrator.persistence.intervals import interval_start
 from orchestrator.ray_routing import RayRouting
-from orchestrator.router_actor import RouterFront, start_ray, start_ray_shards, stop_ray
 from orchestrator.settings import ApiKey, ApiRole, Settings
-from orchestrator.sharding import plan_shards
-from orchestrator.site_link import SiteHub, listening_socket, site_link_router
-from routing.config import NetworkConfig
+from orchestrator.site_link import listening_socket
+from orchestrator.system import (
+    METRICS_NOTE,
+    ApiSpec,
+    Phases,
+    StartError,
+    SystemSpec,
+    endpoint_lines,
+    running_system,
+    wait_until,
+)
 from site_agent.agent import SiteAgent
-from site_agent.service import engine_settings, simulated_site_agent
-from site_agent.simulated_pbx import SimulatedClock
+from site_agent.settings import ClockSettings
 from site_agent.simulation.loading import load_scenario
 from site_agent.simulation.scenario import Scenario, parse_scenario
 
+__all__ = ["METRICS_NOTE", "STARTUP_LIMIT_SECONDS", "DemoError", "DemoOptions", "run_demo"]
+
 STARTUP_LIMIT_SECONDS = 30.0
 ADMIN_KEY_NAME = "demo-admin"
-METRICS_NOTE = (
-    "no /metrics endpoint yet (Prometheus metrics come with the monitoring issue); live figures "
-    "at GET {url}/v1/stats/realtime, 15-minute reports at GET {url}/v1/reports/intervals"
-)
 
 
-class DemoError(Exception):
+class DemoError(StartError):
     """The demo could not start or run (the message is one line for the command line)."""
 
 
@@ -175,30 +176,6 @@ class DemoReport:
         }
 
 
-# ------------------------------------------------------------------ timing
-
-
-def process_started() -> float:
-    """Unix time this process started (Linux ``/proc``; elsewhere: now, which undercounts)."""
-    try:
-        stat = Path("/proc/self/stat").read_text(encoding="ascii")
-        uptime = float(Path("/proc/uptime").read_text(encoding="ascii").split()[0])
-        ticks = os.sysconf("SC_CLK_TCK")
-        started_after_boot = int(stat.rsplit(")", 1)[1].split()[19]) / ticks
-        return time.time() - (uptime - started_after_boot)
-    except (OSError, ValueError, IndexError):
-        return time.time()
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 10 ms; :class:`DemoError` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 # ------------------------------------------------------------------ pieces
 
 
@@ -213,31 +190,6 @@ def demo_scenario(options: DemoOptions) -> Scenario:
     simulation["hours"] = max(day_end - options.start_hour, options.minutes / 60.0 + 0.25)
     simulation["warmup_minutes"] = 0.0
     return parse_scenario(data, scenario.name or options.scenario)
-
-
-def prepare_database(path: Path, scenario: Scenario) -> Database:
-    """A new SQLite database at ``path``, migrated, with the scenario's configuration."""
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    database = Database(url)
-    config = NetworkConfig(
-        skills=scenario.skills,
-        sites=scenario.sites,
-        queues=scenario.queues,
-        tariffs=scenario.tariffs,
-        agents=scenario.agent_configs(),
-    )
-    database.config.replace(config, actor="vcc demo")
-    return database
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the demo's task is cancelled on Ctrl-C (by
-    asyncio) or SIGTERM (by the demo) and shuts everything down itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class ApiClient:
@@ -293,127 +245,68 @@ class Demo:
         self.options = options
         self.console = console
         self.config = config
-        self.phases: dict[str, float] = {}
-        self._born = process_started()
-        self._mark = self._born
-
-    def _phase(self, name: str) -> None:
-        now = time.time()
-        self.phases[name] = now - self._mark
-        self._mark = now
+        self.phases = Phases()
 
     async def run(self, report_ready: Callable[[DemoReport], None]) -> DemoReport:
         options, console = self.options, self.console
         scenario = demo_scenario(options)
         network = scenario.network()
         sites = sorted(network.sites)
-        router_settings = engine_settings(scenario, self.config.router)
-        plan = plan_shards(network, options.shards)
-        tokens = {site: secrets.token_urlsafe(24) for site in sites}
         admin_key = f"vcc-demo-{secrets.token_urlsafe(24)}"
         seed = next(
             s for s in (options.seed, scenario.simulation.seed, self.config.seed) if s is not None
         )
-        temp_dir = None
-        if options.database is None:
-            temp_dir = Path(tempfile.mkdtemp(prefix="vcc-demo-"))
-            db_path = temp_dir / "vcc-demo.db"
-        else:
-            db_path = options.database
-            if db_path.exists():
-                raise DemoError(f"{db_path} exists: remove it or give another --database")
+        if options.database is not None and options.database.exists():
+            raise DemoError(f"{options.database} exists: remove it or give another --database")
         try:
             sock = listening_socket(options.host, options.port)
         except OSError as error:
             raise DemoError(f"cannot listen on {options.host}:{options.port}: {error}") from None
-        host, port = sock.getsockname()[:2]
-        url = f"http://{host}:{port}"
-        where = f"Ray at {self.config.ray_address}" if self.config.ray_address else "local Ray"
+        keys = {
+            **self.config.api_keys,
+            ADMIN_KEY_NAME: ApiKey(key=SecretStr(admin_key), role=ApiRole.ADMIN),
+        }
+        temp_dir = None
+        if options.database is None:
+            temp_dir = Path(tempfile.mkdtemp(prefix="vcc-demo-"))
+        db_path = options.database or Path(temp_dir or ".") / "vcc-demo.db"
+        spec = SystemSpec(
+            scenario=scenario,
+            sock=sock,
+            tokens={site: secrets.token_urlsafe(24) for site in sites},
+            router=self.config.router,
+            transit_timeout=self.config.router_transit_timeout_seconds,
+            shards=options.shards,
+            num_cpus=options.num_cpus,
+            ray_address=self.config.ray_address,
+            shard_timeout=60.0,
+            clock=ClockSettings(speed=options.speed),
+            sites=tuple(sites),
+            seed=seed,
+            site_agent=self.config.site_agent,
+            api=ApiSpec(
+                settings=self.config.model_copy(update={"api_keys": keys}),
+                database_url=f"sqlite:///{db_path}",
+                actor="vcc demo",
+            ),
+            connect_timeout=STARTUP_LIMIT_SECONDS,
+        )
         console.print(
             f"vcc demo: {len(sites)} simulated sites ({', '.join(sites)}), "
             f"{len(network.agents)} agents, {options.minutes:g} simulated minute(s) from "
-            f"{options.start_hour:g}:00 at {options.speed:g}x, on {where}"
+            f"{options.start_hour:g}:00 at {options.speed:g}x, on {spec.where}"
         )
-        self._phase("imports+scenario")
-        ray_started = False
-        front: RouterFront | None = None
-        routing: RayRouting | None = None
-        database: Database | None = None
-        tasks: list[asyncio.Task[None]] = []
-        server_task: asyncio.Task[None] | None = None
-        server: _Server | None = None
+        self.phases("imports+scenario")
         report: DemoReport | None = None
         stopping = time.monotonic()
         try:
-            # The database is migrated and seeded in a thread while Ray starts.
-            db_task = asyncio.create_task(asyncio.to_thread(prepare_database, db_path, scenario))
-            try:
-                ray_started = start_ray(self.config.ray_address, num_cpus=options.num_cpus)
-            except Exception as error:
-                raise DemoError(f"cannot start {where}: {error}") from error
-            self._phase("ray")
-            try:
-                clients = start_ray_shards(plan, router_settings, timeout=60.0)
-            except Exception as error:
-                raise DemoError(f"router shards did not start on {where}: {error}") from error
-            self._phase("shards")
-            database = await db_task
-            self._phase("database")
-            agent_settings = self.config.site_agent.model_copy(
-                update={"speed": options.speed, "router_url": None, "token": None}
-            )
-            agents = [
-                simulated_site_agent(
-                    scenario,
-                    site,
-                    router_url=url,
-                    token=tokens[site],
-                    seed=seed,
-                    settings=agent_settings,
-                    router_settings=self.config.router,
-                )
-                for site in sites
-            ]
-            clock = SimulatedClock(scenario.simulation.start, options.speed)
-            front = RouterFront(plan, clients, clock=clock.now, speed=options.speed)
-            hub = SiteHub(front, tokens)
-            routing = RayRouting(
-                front, network, database, downstream=hub.send, epoch=scenario.simulation.epoch
-            )
-            keys = {
-                **self.config.api_keys,
-                ADMIN_KEY_NAME: ApiKey(key=SecretStr(admin_key), role=ApiRole.ADMIN),
-            }
-            app = create_app(
-                self.config.model_copy(update={"api_keys": keys}),
-                database=database,
-                routing=routing,
-            )
-            app.include_router(site_link_router(hub))
-            server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-            async with hub.running():
-                server_task = asyncio.create_task(server.serve(sockets=[sock]))
-                await wait_until(lambda: server.started, 30.0, "the API server")
-                self._phase("api")
-                clock.restart()
-                tasks = [
-                    asyncio.create_task(_run_agent(agent), name=f"site-{agent.site_id}")
-                    for agent in agents
-                ]
-
-                def all_connected() -> bool:
-                    _check(tasks)
-                    in_step = dict(front.links()) if front else {}
-                    return set(hub.connected()) == set(sites) and all(in_step.values())
-
-                await wait_until(all_connected, STARTUP_LIMIT_SECONDS, "the sites' links")
-                self._phase("sites")
-                startup = time.time() - self._born
+            async with running_system(spec, self.phases) as system:
+                assert system.routing is not None and system.clock is not None
+                routing, url = system.routing, system.url
+                startup = self.phases.since_start()
                 console.print(
                     f"Start-up: {startup:.1f} s from process start to all {len(sites)} sites "
-                    f"connected (limit {STARTUP_LIMIT_SECONDS:g} s; "
-                    + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
-                    + ")"
+                    f"connected (limit {STARTUP_LIMIT_SECONDS:g} s; {self.phases.describe()})"
                 )
                 client = ApiClient(url, admin_key)
                 created = await asyncio.to_thread(
@@ -421,20 +314,20 @@ class Demo:
                 )
                 start = scenario.simulation.start
                 end = start + options.minutes * 60.0
-                await asyncio.sleep(clock.delay_until(end))
-                _check(tasks)
+                await asyncio.sleep(system.clock.delay_until(end))
+                system.check()
                 if not options.keep_running:
-                    await self._stop_traffic(agents, routing)
+                    await self._stop_traffic(system.agents, routing)
                 await routing.drain()
                 epoch = scenario.simulation.epoch
                 report = DemoReport(
                     api_url=url,
                     admin_key=admin_key,
                     database=str(db_path),
-                    shards=len(plan),
-                    ray=where,
+                    shards=len(system.plan.networks),
+                    ray=spec.where,
                     startup_seconds=startup,
-                    phases=dict(self.phases),
+                    phases=dict(self.phases.seconds),
                     simulated_from=_utc(epoch + start),
                     simulated_to=_utc(epoch + end),
                     speed=options.speed,
@@ -451,26 +344,7 @@ class Demo:
                     )
                     await _until_terminated()
                 stopping = time.monotonic()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                server.should_exit = True
-                await server_task
         finally:
-            for task in tasks:
-                task.cancel()
-            if server is not None and server_task is not None and not server_task.done():
-                server.should_exit = True
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(server_task, 5.0)
-            if front is not None:
-                front.close()
-            if routing is not None:
-                routing.close()
-            if database is not None:
-                database.close()
-            sock.close()
-            stop_ray(ray_started)
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
         assert report is not None
@@ -539,18 +413,6 @@ class Demo:
         )
         for contact_id in created:
             report.api_contacts[contact_id] = client.get(f"/v1/contacts/{contact_id}")["status"]
-
-
-async def _run_agent(agent: SiteAgent) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        await agent.run()
-
-
-def _check(tasks: list[asyncio.Task[None]]) -> None:
-    """A site agent that stopped on its own failed: say why."""
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise DemoError(f"{task.get_name()} failed: {task.exception()}")
 
 
 def _create_contacts(client: ApiClient, scenario: Scenario, count: int) -> list[str]:
@@ -638,12 +500,12 @@ def kpi_table(report: DemoReport) -> Table:
 
 
 def print_report(report: DemoReport, console: Console) -> None:
-    url = report.api_url
-    console.print(f"API: {url}  (OpenAPI docs: {url}/docs)")
-    console.print(f"Admin API key (this run only): {report.admin_key}")
-    console.print(f"Site links: ws://{url.removeprefix('http://')}/sites/{{site}}/stream")
-    console.print(f"Metrics: {METRICS_NOTE.format(url=url)}")
-    console.print(f"Database: {report.database} (SQLite; removed at exit unless --database)")
+    for line in endpoint_lines(
+        report.api_url,
+        keys=f"Admin API key (this run only): {report.admin_key}",
+        database=f"{report.database} (SQLite; removed at exit unless --database)",
+    ):
+        console.print(line)
     console.print(kpi_table(report))
     network = report.network
     if network is not None:

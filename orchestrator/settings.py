@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from routing.settings import RouterSettings
-from site_agent.settings import SiteAgentSettings
+from site_agent.settings import ClockSettings, SiteAgentSettings
 
 
 class ApiRole(StrEnum):
@@ -95,9 +95,35 @@ class Settings(BaseSettings):
         ge=1,
         description="CPUs of the embedded local Ray [default: one per shard, at least 2].",
     )
+    router_transit_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "A restarted router waits this long for every site's snapshot before it routes "
+            "again the calls a site lists as sent away that no site has (one that comes back "
+            "later may get such a call a second time)."
+        ),
+    )
+    agent_command_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "How long the control API waits for an agent's site to carry out an agent state "
+            "change on its PBX (and the router to apply it) before answering 504."
+        ),
+    )
     site_agent: SiteAgentSettings = Field(
         default_factory=SiteAgentSettings,
         description="How `vcc site-agent` reaches the router (VCC_SITE_AGENT__ROUTER_URL ...).",
+    )
+    clock: ClockSettings = Field(
+        default_factory=ClockSettings,
+        description=(
+            "The network's simulated clock, shared by `vcc up`, `vcc router` and `vcc site-agent` "
+            "(VCC_CLOCK__SPEED, VCC_CLOCK__ORIGIN): the scenario's start at ORIGIN, SPEED "
+            "simulated seconds per wall-clock second.  VCC_SITE_AGENT__SPEED, its older name for "
+            "the speed, counts when VCC_CLOCK__SPEED is not set."
+        ),
     )
     api_keys: dict[str, ApiKey] = Field(
         default_factory=dict,
@@ -107,3 +133,18 @@ class Settings(BaseSettings):
             "agent_id, a site key its site_id.  No key: every request is refused (401)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _one_speed(self) -> Settings:
+        """One speed for the network's clock and the simulated PBX: ``clock.speed``, which
+        takes VCC_SITE_AGENT__SPEED (the older setting) when VCC_CLOCK__SPEED is not set."""
+        agent_speed = "speed" in self.site_agent.model_fields_set
+        if agent_speed and "speed" not in self.clock.model_fields_set:
+            self.clock = self.clock.model_copy(update={"speed": self.site_agent.speed})
+        elif agent_speed and self.site_agent.speed != self.clock.speed:
+            raise ValueError(
+                f"site_agent.speed ({self.site_agent.speed:g}) and clock.speed "
+                f"({self.clock.speed:g}) differ: set only VCC_CLOCK__SPEED"
+            )
+        self.site_agent = self.site_agent.model_copy(update={"speed": self.clock.speed})
+        return self
