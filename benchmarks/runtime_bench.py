@@ -88,6 +88,7 @@ def serve_router(args: argparse.Namespace) -> None:
     line (port, pids, Ray baseline) and serves until SIGINT/SIGTERM."""
     from orchestrator.router_actor import (  # noqa: PLC0415
         LocalShard,
+        RayShard,
         RouterFront,
         RouterShard,
         ShardClient,
@@ -146,9 +147,12 @@ def serve_router(args: argparse.Namespace) -> None:
     @app.get("/bench/counters")
     async def counters() -> dict[str, Any]:
         shards = await front.shard_counters()
+        batched = [(c.calls, c.batches) for c in clients if isinstance(c, RayShard)]
         return {
             "front": dataclasses.asdict(front.counters),
             "shards": [dataclasses.asdict(c) for c in shards],
+            "actor_calls": sum(calls for calls, _ in batched),
+            "actor_batches": sum(batches for _, batches in batched),
         }
 
     sock = listening_socket("127.0.0.1", 0)
@@ -308,6 +312,7 @@ class Site:
         self.sent = asyncio.Event()  # set after each delta goes out
         self.batch_seconds = BATCH_SECONDS
         self.transfers_out = 0
+        self.transfers_settled = 0
         self.tasks: list[asyncio.Task[None]] = []
 
     async def connect(self, url: str) -> None:
@@ -427,6 +432,8 @@ class Site:
                         )
                     ]
                 )
+            elif kind == "transfer_settled":
+                self.transfers_settled += 1  # a scripted site keeps no list of calls sent away
             elif kind == "snapshot_request":
                 raise RuntimeError(f"{self.site_id}: router asked for a snapshot: {message}")
             else:
@@ -559,8 +566,16 @@ class Bench:
         try:
             await asyncio.wait_for(self.progress.wait(), timeout)
         except TimeoutError:
+            self.check_sites()
             return False
         return True
+
+    def check_sites(self) -> None:
+        """A site's loop that failed (an unexpected message) fails the run, not stalls it."""
+        for site in self.sites.values():
+            for task in site.tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError(f"site {site.site_id} failed") from task.exception()
 
     async def drain(self, timeout: float = 60.0) -> None:
         """Until every contact sent is confirmed and acknowledged.  Contacts still queued
@@ -936,6 +951,12 @@ def report(runs: list[dict[str, Any]], header: dict[str, str]) -> str:
             f"{run['transfers_out']:,}, refused events {sum(s['refused_events'] for s in shards)}"
             f", contacts left undelivered {run['undelivered']}"
         )
+        counters = run["counters"]
+        if counters["actor_batches"]:
+            lines.append(
+                f"shard calls: {counters['actor_calls']:,} in {counters['actor_batches']:,} Ray "
+                f"actor calls ({counters['actor_calls'] / counters['actor_batches']:.1f} a batch)"
+            )
         if "profile" in run:
             lines += ["router process, event loop thread, by own time:", run["profile"]]
     return "\n".join(lines)
