@@ -431,6 +431,25 @@ class GlobalRouter:
     def needs_snapshot(self, site_id: str) -> bool:
         return not self._links[site_id].synced
 
+    def expect_in_transit(
+        self, from_site: str, order: int, to_site: str, data: ContactData, now: float
+    ) -> list[Outbound]:
+        """A call sent to ``to_site`` on transfer order ``order`` before this router started,
+        from a place that has no snapshot to list it in: the control API, which holds
+        contacts created through it until an agent is reserved (``from_site``: the site it
+        landed at, which answered the order for it).  It is found like a call a site lists as
+        sent away (:class:`_Unsettled`): it arrived if a site has it or lists the order as
+        received; once every site has sent its snapshot (or the transit time-out passed) and
+        none does, it is routed again from transit."""
+        if self._started is None:
+            self._started = now
+        out: list[Outbound] = []
+        if data.id in self._live or data.id in self._unsettled:
+            return out  # a site has it already, or it is expected already
+        self._unsettled[data.id] = _Unsettled(order, from_site, to_site, data)
+        self._resolve_unsettled(now, out)
+        return out
+
     # ----------------------------------------------------------------- queries
 
     def contact_state(self, contact_id: str) -> str | None:

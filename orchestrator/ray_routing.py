@@ -31,7 +31,12 @@ landing at a site not connected is refused (409), and held contacts are offered 
 the landing site's snapshot (which, listing only its PBX's calls, ends them in the router).
 Held contacts are stored (their ``offered`` event marked :data:`INGRESS_MARK`), so a router
 started after this one stopped or died holds again those still queued and never reserved, and
-offers them after their landing site's snapshot.
+offers them after their landing site's snapshot.  One whose delivery had left the API when the
+router died may never have reached its site: the delivery carries a transfer order (stored with
+the reservation) that the site lists as received in its snapshots, so the next router finds it
+the way it finds a call sites list as sent away: at the site that has it or received it, or,
+once every site has sent its snapshot and none does, nowhere, and routes it again from transit
+(:meth:`RouterFront.expect_in_transit`).
 
 **An agent state change through the API** is carried out where the agent is, by its site's PBX,
 so the site's later reports and snapshots confirm it instead of undoing it: the service sends
@@ -87,8 +92,8 @@ from orchestrator.api.routing import (
     RoutingConflictError,
     RoutingTimeoutError,
 )
+from orchestrator.persistence import ContactRecord, Database, NotFoundError, RouteEventKind
 from orchestrator.persistence import ContactStatus as StoredStatus
-from orchestrator.persistence import Database, NotFoundError, RouteEventKind
 from orchestrator.router_actor import (
     AgentFigures,
     RouterFront,
@@ -217,6 +222,9 @@ class RayRouting:
             network, database.contacts, database.intervals, epoch=epoch, write=self._write
         )
         self._arrivals: set[str] = set()  # site arrivals not yet answered by the router
+        # Contacts an earlier router sent from the API to a site, not known to have arrived:
+        # (landing site, order, destination, data), for the router once a site reports.
+        self._expected: list[tuple[str, int, str, ContactData]] = []
         self.resumed_held = self._resume_held()
         self._tasks: set[asyncio.Task[None]] = set()
         front.sink = self._sink
@@ -264,37 +272,72 @@ class RayRouting:
         )
 
     def _resume_held(self) -> int:
-        """Contacts an earlier router took through the API and still held when it stopped (or
-        died): stored queued, never at any site.  Held again, they are offered after their
-        landing site's snapshot, as the earlier router would have; returns how many."""
-        resumed, cursor = 0, None
-        while True:
-            page = self._contacts.list(status=StoredStatus.QUEUED, limit=500, cursor=cursor)
-            for record in page.items:
-                if record.id in self.history.calls or record.landing_site not in self.network.sites:
-                    continue
-                detail = self._contacts.get(record.id)
-                offered = detail.history[0].detail if detail.history else {}
-                held = offered.get(INGRESS_MARK) and not any(
-                    event.kind is not RouteEventKind.OFFERED
-                    and event.kind is not RouteEventKind.QUEUED
-                    for event in detail.history
-                )
-                if not held or record.queue not in self.network.queues:
-                    continue
-                data = ContactData(
-                    id=record.id,
-                    queue_id=record.queue,
-                    arrival=record.created_at.timestamp() - self.epoch,
-                    channel=record.channel,
-                    caller_region=record.caller_region,
-                    **{k: v for k, v in offered.items() if k != INGRESS_MARK},
-                )
-                self.history.resume_held(data, record.landing_site)
-                resumed += 1
-            if page.next_cursor is None:
-                return resumed
-            cursor = page.next_cursor
+        """Contacts an earlier router took through the API and had not seen reach a site when
+        it stopped (or died); returns how many.  Those still held (stored queued, never at any
+        site) are held again and offered after their landing site's snapshot, as the earlier
+        router would have.  Those it had sent to a site (reserved, the delivery's arrival
+        unknown: the site may never have had it) are in transit: the router finds them from
+        the sites' snapshots, or routes them again (:meth:`RouterFront.expect_in_transit`)."""
+        resumed = 0
+        for status in (StoredStatus.QUEUED, StoredStatus.RESERVED):
+            cursor = None
+            while True:
+                page = self._contacts.list(status=status, limit=500, cursor=cursor)
+                resumed += sum(self._resume(record) for record in page.items)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        return resumed
+
+    def _resume(self, record: ContactRecord) -> bool:
+        if (
+            record.id in self.history.calls
+            or record.landing_site not in self.network.sites
+            or record.queue not in self.network.queues
+        ):
+            return False
+        history = self._contacts.get(record.id).history
+        offered = history[0].detail if history else {}
+        if not offered.get(INGRESS_MARK):
+            return False
+        held = all(
+            event.kind is RouteEventKind.OFFERED or event.kind is RouteEventKind.QUEUED
+            for event in history
+        )
+        last = history[-1]
+        to_site = last.site
+        sent = (
+            last.kind is RouteEventKind.RESERVED
+            and last.detail.get("from_site") == INGRESS
+            and to_site in self.network.sites
+        )
+        if not (held or sent):
+            return False
+        data = ContactData(
+            id=record.id,
+            queue_id=record.queue,
+            arrival=record.created_at.timestamp() - self.epoch,
+            channel=record.channel,
+            caller_region=record.caller_region,
+            **{k: v for k, v in offered.items() if k != INGRESS_MARK},
+        )
+        if held:
+            self.history.resume_held(data, record.landing_site)
+            return True
+        assert to_site is not None and last.agent is not None
+        reservation = int(last.detail["reservation"])
+        # The order its delivery carried (recorded since; before, it was the reservation).
+        order = int(last.detail.get("order", reservation))
+        self.history.resume_in_transit(
+            data,
+            record.landing_site,
+            to_site,
+            agent=last.agent,
+            reservation=reservation,
+            order=order,
+        )
+        self._expected.append((record.landing_site, order, to_site, data))
+        return True
 
     async def change_agent_state(
         self, agent_id: str, change: ReadyChange | NotReadyChange | LogoutChange
@@ -425,6 +468,9 @@ class RayRouting:
         history, now = self.history, self.front.clock()
         history.advance(now)
         history.staffed.links(self.front.links(), now)
+        if self._expected:  # the router has started: it can look for them now
+            expected, self._expected = self._expected, []
+            self._spawn(self._expect_in_transit(expected))
         if isinstance(message, Snapshot):
             history.reconcile(site_id, message)
             return
@@ -478,7 +524,11 @@ class RayRouting:
             self._settle_commands(site_id, message)
         history = self.history
         if isinstance(message, Snapshot):
-            held = [c.id for c in history.calls.values() if c.held and c.landing == site_id]
+            held = [
+                c.id
+                for c in history.calls.values()
+                if c.held and not c.in_transit and c.landing == site_id
+            ]
             if held:
                 self._spawn(self._offer_again(site_id, held))
             return
@@ -533,10 +583,17 @@ class RayRouting:
         events: list[SiteEvent] = [
             ContactArrived(contact=call.data, at=now)
             for call in calls
-            if call is not None and call.held and call.state == "queued"
+            if call is not None and call.held and not call.in_transit and call.state == "queued"
         ]
         if events:
             await self._inject(site_id, events)
+
+    async def _expect_in_transit(self, expected: list[tuple[str, int, str, ContactData]]) -> None:
+        for landing, order, to_site, data in expected:
+            try:
+                await self.front.expect_in_transit(landing, order, to_site, data)
+            except Exception:
+                log.exception("routing service: contact %s in transit not handed over", data.id)
 
     async def _inject(self, site_id: str, events: list[SiteEvent]) -> None:
         """Events for a held contact; if the site is out of step they are dropped: its
@@ -561,13 +618,20 @@ class RayRouting:
             case Deliver(reservation=reservation, contact=data, agent_id=agent, from_site=src):
                 call = history.calls.get(data.id)
                 held = call is not None and call.held
-                if held:  # the site takes the call in from the API, wherever it landed
-                    message = message.model_copy(update={"from_site": INGRESS})
+                if held:
+                    # The site takes the call in from the API, wherever it landed, and lists
+                    # the order in its snapshots: a router started later finds it there.
+                    order = message.order if message.order is not None else reservation
+                    message = message.model_copy(update={"from_site": INGRESS, "order": order})
                 if not self._downstream(site_id, message):
                     return False
                 if call is not None:
                     call.held = False
-                    detail = {"reservation": reservation, "from_site": INGRESS if held else src}
+                    detail: dict[str, Any] = {"reservation": reservation}
+                    if held:
+                        detail |= {"from_site": INGRESS, "order": message.order}
+                    else:
+                        detail["from_site"] = src
                     history.reserved(data.id, site_id, agent, reservation, now, detail=detail)
                 return True
             case TransferOut(reservation=reservation, contact_id=contact_id, to_site=to_site):

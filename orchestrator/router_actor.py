@@ -69,6 +69,7 @@ from site_agent.protocol import (
     AgentStatus,
     ContactAbandoned,
     ContactArrived,
+    ContactData,
     ContactFinished,
     ContactStatus,
     ContactTakenIn,
@@ -193,6 +194,12 @@ class RouterShard:
 
     def disconnected(self, site_id: str, now: float) -> ShardReply:
         out = self.router.disconnected(site_id, now)
+        return ShardReply(out, self.router.next_timer())
+
+    def expect_in_transit(
+        self, from_site: str, order: int, to_site: str, data: ContactData, now: float
+    ) -> ShardReply:
+        out = self.router.expect_in_transit(from_site, order, to_site, data, now)
         return ShardReply(out, self.router.next_timer())
 
     def next_timer(self) -> float | None:
@@ -556,6 +563,22 @@ class RouterFront:
             )
         self.counters.injected += 1
         await self._apply_events(site_id, link, events)
+
+    async def expect_in_transit(
+        self, from_site: str, order: int, to_site: str, data: ContactData
+    ) -> None:
+        """A call the control API sent to ``to_site`` on transfer order ``order`` before this
+        router started (:meth:`GlobalRouter.expect_in_transit`): its queue's shard finds it
+        from the sites' snapshots, or routes it again; what that causes goes to the sink."""
+        index = self.plan.shard_of_queue(data.queue_id) or 0
+        self._contacts[data.id] = (index, to_site)
+        number = self._submit(index)
+        reply: ShardReply = await self.shards[index].query(
+            "expect_in_transit", from_site, order, to_site, data, self.clock()
+        )
+        self._set_timer(index, number, reply.next_timer)
+        for site_id, message in reply.out:
+            self._route(site_id, message)
 
     def command(self, site_id: str, message: SetAgentState) -> bool:
         """Send a site a command of the control API (an agent's state set by a supervisor),

@@ -232,6 +232,9 @@ class LiveCall:
     local: bool = False  # its site gave it to an agent while no router was reachable
     in_transit: bool = False  # left ``site`` by transfer, not yet taken in where it goes
     held: bool = False  # created through the API and not yet at any site (RayRouting)
+    # Sent from the API to ``site`` on this transfer order before the router started: the
+    # router finds it from the sites' snapshots, or routes it again (RayRouting).
+    ingress_order: int | None = None
 
     @property
     def id(self) -> str:
@@ -557,6 +560,34 @@ class ContactHistory:
         call = self.calls[data.id] = LiveCall(data=data, landing=site, site=site, held=True)
         return call
 
+    def resume_in_transit(
+        self,
+        data: ContactData,
+        landing: str,
+        to_site: str,
+        *,
+        agent: str,
+        reservation: int,
+        order: int,
+    ) -> LiveCall:
+        """A contact an earlier router sent from the API to ``agent`` at ``to_site`` on
+        transfer order ``order`` (stored, counted, ringing under ``reservation`` then), not
+        known to have arrived: ringing as stored, and in transit until a site's snapshot lists
+        it or its order, or it is delivered again (the earlier delivery superseded)."""
+        call = self.calls[data.id] = LiveCall(
+            data=data,
+            landing=landing,
+            site=to_site,
+            state="ringing",
+            agent=agent,
+            reservation=reservation,
+            reserved=True,
+            in_transit=True,
+            held=True,
+            ingress_order=order,
+        )
+        return call
+
     def queued(self, contact_id: str, at: float) -> None:
         call = self.calls[contact_id]
         self._record(call, RouteEventKind.QUEUED, at, site=call.site)
@@ -583,7 +614,7 @@ class ContactHistory:
             call.state, call.agent = "queued", None
             self._record(call, RouteEventKind.QUEUED, at, site=call.site)
         call.site, call.state, call.agent, call.reservation = site, "ringing", agent, reservation
-        call.reserved, call.in_transit = True, False
+        call.reserved, call.in_transit, call.ingress_order = True, False, None
         self._record(call, RouteEventKind.RESERVED, at, site=site, agent=agent, detail=detail)
 
     def transferred(
@@ -713,12 +744,19 @@ class ContactHistory:
         """A site's whole state: calls it no longer has ended while no one said (talking:
         finished, else abandoned, at the snapshot's time; not those in transit to it, nor
         those held at the API); calls it has that were not known offered; each call's state
-        taken from it (``transferred``: it left the site for another)."""
+        taken from it (``transferred``: it left the site for another).  A contact resumed in
+        transit from the API whose order the site lists as received, and no longer has,
+        reached it and ended there while no router listened: ended the same way."""
         at = snapshot.at
         self.staffed.snapshot(site, snapshot)
         statuses = {status.contact.id: status for status in snapshot.contacts}
+        received = set(snapshot.received)
         for call in list(self.calls.values()):
-            if call.site == site and not (call.held or call.in_transit) and call.id not in statuses:
+            if call.id in statuses:
+                continue
+            if (call.site == site and not (call.held or call.in_transit)) or (
+                call.ingress_order is not None and call.ingress_order in received
+            ):
                 if call.state == "talking":
                     self.finished(call.id, at)
                 else:
@@ -726,7 +764,7 @@ class ContactHistory:
         for status in snapshot.contacts:
             known = self.calls.get(status.contact.id)
             call = known or self.offered(status.contact, site, status.contact.arrival)
-            call.held = False
+            call.held, call.ingress_order = False, None
             if status.state == "transferred":
                 if call.site == site and not call.in_transit and status.to_site is not None:
                     detail = {"reservation": status.reservation, "from_site": site}

@@ -90,9 +90,10 @@ class Harness:
         site: str,
         agents: list[AgentStatus] | None = None,
         contacts: list[ContactStatus] | None = None,
+        received: list[int] | None = None,
     ) -> None:
         self.connected.add(site)
-        await self.front.receive(site, self.scripts[site].snapshot(agents, contacts))
+        await self.front.receive(site, self.scripts[site].snapshot(agents, contacts, received))
 
     async def report(self, site: str, *events: Any) -> None:
         await self.front.receive(site, self.scripts[site].delta(*events))
@@ -298,8 +299,10 @@ def test_an_api_contact_is_routed_by_the_shards_and_taken_in_by_the_agents_site(
         outcome = await h.routing.route_contact(request("a1"))
         assert (outcome.state, outcome.agent_id, outcome.site_id) == ("ringing", "bob", "paris")
         [deliver] = h.to("paris", Deliver)
-        # The call is at the API, not in the site's PBX: the site takes it in, then rings.
+        # The call is at the API, not in the site's PBX: the site takes it in, then rings,
+        # and lists the order in its snapshots (a router started later looks for it there).
         assert (deliver.agent_id, deliver.from_site) == ("bob", INGRESS)
+        assert deliver.order == deliver.reservation
         assert await h.routing.contact_state("a1") == "ringing"
         confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="a1", at=T0 + 2)
         await h.report("paris", confirm)
@@ -375,7 +378,8 @@ def test_an_api_contact_held_when_the_router_stopped_is_held_again_by_the_next_o
     assert database.contacts.get("a1").status == "queued"
 
     async def second(h: Harness) -> None:
-        assert h.routing.resumed_held == 1  # a1; not a2 (reserved at madrid), not c1 (paris')
+        # a1 held, a2 sent to madrid (in transit until the sites say); not c1 (paris' own).
+        assert h.routing.resumed_held == 2
         assert await h.routing.contact_state("a1") is None  # held: not offered yet
         await h.snapshot("paris", [ready("eve")])
         await until(lambda: h.to("paris", Deliver), "a1 offered and delivered")
@@ -387,6 +391,113 @@ def test_an_api_contact_held_when_the_router_stopped_is_held_again_by_the_next_o
     detail = database.contacts.get("a1")
     assert [str(e.kind) for e in detail.history] == ["offered", "queued", "reserved"]
     assert counters(database, "paris", "tech")["offered"] == 2  # a1 and c1, each once
+
+
+def _sent_to_ana_when_the_router_died(
+    contact_id: str,
+) -> Callable[[Harness], Coroutine[Any, Any, None]]:
+    """The contact lands at paris, where nobody is; ana at madrid is reserved: the delivery
+    leaves the API for madrid, and the router dies before madrid says anything."""
+
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.snapshot("madrid", [ready("ana")])
+        outcome = await h.routing.route_contact(request(contact_id, site="paris"))
+        assert (outcome.state, outcome.agent_id, outcome.site_id) == ("ringing", "ana", "madrid")
+
+    return scenario
+
+
+def _first_delivery(db: Database, contact_id: str = "a1") -> tuple[int, int]:
+    reserved = db.contacts.get(contact_id).history[-1]
+    assert (str(reserved.kind), reserved.site, reserved.detail["from_site"]) == (
+        "reserved",
+        "madrid",
+        INGRESS,
+    )
+    return reserved.detail["reservation"], reserved.detail["order"]
+
+
+def test_an_api_contact_sent_to_a_site_that_never_got_it_is_delivered_again_by_the_next_router(
+    database: Database,
+) -> None:
+    """The delivery was lost with the router: madrid neither has the call nor lists its order.
+    The next router waits for every site's snapshot (paris could have it), then routes it
+    again from transit: delivered again from the API, under the same order, counted once."""
+    run(database, _sent_to_ana_when_the_router_died("a1"))
+    reservation, order = _first_delivery(database)
+
+    async def second(h: Harness) -> None:
+        assert h.routing.resumed_held == 1
+        assert await h.routing.contact_state("a1") is None  # the router learns from the sites
+        assert h.routing.history.calls["a1"].state == "ringing"  # as stored, until then
+        await h.snapshot("madrid", [ready("ana")])
+        await h.routing.drain()
+        assert not h.to("madrid", Deliver)  # paris has not said yet
+        await h.snapshot("paris", [])
+        await until(lambda: h.to("madrid", Deliver), "a1 delivered again")
+        [deliver] = h.to("madrid", Deliver)
+        assert (deliver.contact.id, deliver.agent_id, deliver.from_site) == ("a1", "ana", INGRESS)
+        assert deliver.order == order and deliver.reservation != reservation
+        assert deliver.contact.arrival == pytest.approx(T0)
+        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="a1", at=T0 + 5)
+        await h.report("madrid", confirm)
+        assert await h.routing.contact_state("a1") == "talking"
+
+    run(database, second)
+    history = database.contacts.get("a1").history
+    assert [str(e.kind) for e in history] == [
+        "offered",
+        "reserved",
+        "rejected",  # the first delivery, superseded
+        "reserved",
+        "confirmed",
+    ]
+    assert history[2].detail["reason"] == "superseded"
+    assert counters(database, "paris")["offered"] == 1
+
+
+def test_an_api_contact_a_site_took_in_is_found_there_by_the_next_router(
+    database: Database,
+) -> None:
+    """madrid got the delivery: its snapshot lists the call ringing at ana under the first
+    reservation, or (the call over by then) the order as received.  Either way nothing is
+    delivered again; the ringing call goes on, the one that ended is ended."""
+    run(database, _sent_to_ana_when_the_router_died("a1"))
+    reservation, order = _first_delivery(database)
+
+    async def ringing(h: Harness) -> None:
+        status = ContactStatus(
+            contact=call("a1"), state="ringing", agent_id="ana", reservation=reservation
+        )
+        await h.snapshot("madrid", [ready("ana")], [status], received=[order])
+        await h.snapshot("paris", [])
+        await h.routing.drain()
+        assert await h.routing.contact_state("a1") == "ringing"
+        confirm = DeliveryConfirmed(reservation=reservation, contact_id="a1", at=T0 + 5)
+        await h.report("madrid", confirm)
+        assert await h.routing.contact_state("a1") == "talking"
+        await h.report("madrid", ContactFinished(contact_id="a1", at=T0 + 65, wrap_up=0))
+        assert not h.to("madrid", Deliver)
+
+    run(database, ringing)
+    kinds = [str(e.kind) for e in database.contacts.get("a1").history]
+    assert kinds == ["offered", "reserved", "confirmed", "finished"]
+
+    # A second call sent the same way, which ended at madrid while no router listened.
+    run(database, _sent_to_ana_when_the_router_died("a2"))
+    _, order = _first_delivery(database, "a2")
+
+    async def ended(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.snapshot("madrid", [ready("ana")], [], received=[order])
+        await h.routing.drain()
+        assert await h.routing.contact_state("a2") is None
+        assert not h.to("madrid", Deliver)
+
+    run(database, ended)
+    kinds = [str(e.kind) for e in database.contacts.get("a2").history]
+    assert kinds == ["offered", "reserved", "abandoned"]
 
 
 def test_an_api_contact_is_refused_before_anything_is_stored(database: Database) -> None:

@@ -82,10 +82,19 @@ class SiteScript:
         self.site_id, self.seq = site_id, 0
 
     def snapshot(
-        self, agents: list[AgentStatus] | None = None, contacts: list[ContactStatus] | None = None
+        self,
+        agents: list[AgentStatus] | None = None,
+        contacts: list[ContactStatus] | None = None,
+        received: list[int] | None = None,
     ) -> Snapshot:
         self.seq = 0
-        return Snapshot(site_id=self.site_id, at=0.0, agents=agents or [], contacts=contacts or [])
+        return Snapshot(
+            site_id=self.site_id,
+            at=0.0,
+            agents=agents or [],
+            contacts=contacts or [],
+            received=received or [],
+        )
 
     def delta(self, *events: Any) -> Delta:
         self.seq += 1
