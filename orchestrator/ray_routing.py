@@ -92,7 +92,7 @@ from orchestrator.api.routing import (
     RoutingConflictError,
     RoutingTimeoutError,
 )
-from orchestrator.persistence import ContactRecord, Database, NotFoundError, RouteEventKind
+from orchestrator.persistence import ContactDetail, Database, NotFoundError, RouteEventKind
 from orchestrator.persistence import ContactStatus as StoredStatus
 from orchestrator.router_actor import (
     AgentFigures,
@@ -278,25 +278,17 @@ class RayRouting:
         router would have.  Those it had sent to a site (reserved, the delivery's arrival
         unknown: the site may never have had it) are in transit: the router finds them from
         the sites' snapshots, or routes them again (:meth:`RouterFront.expect_in_transit`)."""
-        resumed = 0
-        for status in (StoredStatus.QUEUED, StoredStatus.RESERVED):
-            cursor = None
-            while True:
-                page = self._contacts.list(status=status, limit=500, cursor=cursor)
-                resumed += sum(self._resume(record) for record in page.items)
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
-        return resumed
+        statuses = (StoredStatus.QUEUED, StoredStatus.RESERVED)
+        return sum(self._resume(detail) for detail in self._contacts.details(statuses))
 
-    def _resume(self, record: ContactRecord) -> bool:
+    def _resume(self, record: ContactDetail) -> bool:
         if (
             record.id in self.history.calls
             or record.landing_site not in self.network.sites
             or record.queue not in self.network.queues
         ):
             return False
-        history = self._contacts.get(record.id).history
+        history = record.history
         offered = history[0].detail if history else {}
         if not offered.get(INGRESS_MARK):
             return False

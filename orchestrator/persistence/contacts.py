@@ -17,12 +17,12 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -227,20 +227,44 @@ class ContactStore:
                 )
                 .order_by(RouteEventRow.seq)
             ).all()
-            return ContactDetail(
-                **_fields(row),
-                history=tuple(
-                    RouteEvent(
-                        seq=event.seq,
-                        kind=event.kind,
-                        at=event.at,
-                        site=event.site_id,
-                        agent=event.agent_id,
-                        detail=event.detail,
-                    )
-                    for event in events
-                ),
+            return ContactDetail(**_fields(row), history=tuple(map(_event, events)))
+
+    def details(
+        self, statuses: Collection[ContactStatus], *, page: int = 500
+    ) -> Iterator[ContactDetail]:
+        """Every contact in one of ``statuses`` with its history, oldest first: two queries a
+        page of ``page`` contacts, not one per contact (a router starting up reads what its
+        predecessor left open).  Each page is read in one transaction, as :meth:`get` is."""
+        check_limit(page)
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = (
+                select(ContactRow)
+                .where(ContactRow.status.in_(list(statuses)))
+                .order_by(ContactRow.created_at, ContactRow.id)
+                .limit(page)
             )
+            if after is not None:
+                query = query.where(_after(*after))
+            with self._sessions() as session:
+                rows = session.scalars(query).all()
+                recorded = {row.id: row.events_recorded for row in rows}
+                events = session.scalars(
+                    select(RouteEventRow)
+                    .where(RouteEventRow.contact_id.in_(list(recorded)))
+                    .order_by(RouteEventRow.contact_id, RouteEventRow.seq)
+                ).all()
+                histories: dict[str, list[RouteEvent]] = {row.id: [] for row in rows}
+                for event in events:
+                    if event.seq <= recorded[event.contact_id]:
+                        histories[event.contact_id].append(_event(event))
+                found = [
+                    ContactDetail(**_fields(row), history=tuple(histories[row.id])) for row in rows
+                ]
+            yield from found
+            if len(rows) < page:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
 
     def list(
         self,
@@ -258,13 +282,7 @@ class ContactStore:
         if queue is not None:
             query = query.where(ContactRow.queue_id == queue)
         if cursor is not None:
-            created_at, last_id = _decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    ContactRow.created_at > created_at,
-                    and_(ContactRow.created_at == created_at, ContactRow.id > last_id),
-                )
-            )
+            query = query.where(_after(*_decode_cursor(cursor)))
         with self._sessions() as session:
             rows = session.scalars(query).all()
             items = [_record(row) for row in rows[:limit]]
@@ -318,6 +336,25 @@ def _fields(row: ContactRow) -> dict[str, Any]:
 
 def _record(row: ContactRow) -> ContactRecord:
     return ContactRecord(**_fields(row))
+
+
+def _event(row: RouteEventRow) -> RouteEvent:
+    return RouteEvent(
+        seq=row.seq,
+        kind=row.kind,
+        at=row.at,
+        site=row.site_id,
+        agent=row.agent_id,
+        detail=row.detail,
+    )
+
+
+def _after(created_at: datetime, contact_id: str) -> ColumnElement[bool]:
+    """Contacts after this one, oldest first (ties by id): keyset paging."""
+    return or_(
+        ContactRow.created_at > created_at,
+        and_(ContactRow.created_at == created_at, ContactRow.id > contact_id),
+    )
 
 
 def _encode_cursor(contact: ContactRecord) -> str:

@@ -271,6 +271,29 @@ def test_contacts_are_listed_oldest_first_in_pages_by_status_and_queue(db: Datab
     assert all_pages(status=ContactStatus.ABANDONED) == [["c1", "c5"]]
 
 
+def test_open_contacts_come_with_their_histories_oldest_first_in_pages(db: Database) -> None:
+    for n in range(5):
+        create(db, f"c{n}", t=n)
+    create(db, "c2b", t=2)  # the same instant as c2: after it, by id
+    db.contacts.record("c1", Kind.RESERVED, at=at(10), site="madrid", agent="ana")
+    db.contacts.record("c3", Kind.ABANDONED, at=at(11))
+    db.contacts.record("c4", Kind.RESERVED, at=at(12), site="paris", agent="bob")
+    db.contacts.record("c4", Kind.CONFIRMED, at=at(13))
+
+    def read(*statuses: ContactStatus, page: int) -> dict[str, list[str]]:
+        details = db.contacts.details(statuses, page=page)
+        return {d.id: [str(e.kind) for e in d.history] for d in details}
+
+    for page in (1, 2, 10):  # a page boundary between c2 and c2b, at the end, none
+        found = read(ContactStatus.QUEUED, ContactStatus.RESERVED, page=page)
+        assert list(found) == ["c0", "c1", "c2", "c2b"]
+        assert found["c1"] == ["offered", "reserved"] and found["c2b"] == ["offered"]
+    assert read(ContactStatus.CONNECTED, page=3) == {"c4": ["offered", "reserved", "confirmed"]}
+    # Each history is the one its row's status came from, as get() reads it.
+    for detail in db.contacts.details([ContactStatus.RESERVED]):
+        assert detail.history == db.contacts.get(detail.id).history
+
+
 def test_contacts_arriving_while_a_client_pages_neither_repeat_nor_shift_pages(
     db: Database,
 ) -> None:
