@@ -393,7 +393,6 @@ class SiteAgent:
         acknowledged are in the snapshot (kept until a delta after it is acknowledged); local
         decisions and abandons not yet acknowledged follow it in delta 1."""
         await self._flush(connection)
-        snapshot = self._snapshot()
         self.mode = Mode.ROUTER
         connection.seq = 0
         connection.sent_reports.clear()
@@ -401,11 +400,10 @@ class SiteAgent:
         if listed:
             connection.sent_reports[0] = listed
         connection.outbox_reports = [n for n in self._reports if n not in set(listed)]
-        connection.outbox = [
-            event
-            for number in connection.outbox_reports
-            for event in self._reports[number].report()
-        ]
+        local = [self._reports[number] for number in connection.outbox_reports]
+        connection.outbox = [event for report in local for event in report.report()]
+        reported = [r.contact.id for r in local if isinstance(r, LocalDecision | LocalAbandon)]
+        snapshot = self._snapshot().model_copy(update={"reported": reported})
         await connection.link.send(snapshot)
         if connection.outbox:
             connection.pending.set()

@@ -305,7 +305,9 @@ class Snapshot(_Message):
     ``received``: the transfer orders (:attr:`Deliver.order`) of the calls it took in from
     transit lately, acknowledged or not: a router that started after the transfer learns from it
     that a call another site still lists as ``transferred`` (not :class:`TransferSettled` yet)
-    did arrive."""
+    did arrive.  ``reported``: the calls whose :class:`LocallyRouted` or
+    :class:`LocallyAbandoned` (not acknowledged yet) follow in delta 1: one the snapshot does
+    not list did not vanish unseen, its report says how it went."""
 
     kind: Literal["snapshot"] = "snapshot"
     site_id: str
@@ -314,6 +316,7 @@ class Snapshot(_Message):
     contacts: list[ContactStatus]
     taken_in: list[int] = Field(default_factory=list)
     received: list[int] = Field(default_factory=list)
+    reported: list[str] = Field(default_factory=list)
 
 
 SiteMessage = Annotated[Delta | Snapshot, Field(discriminator="kind")]

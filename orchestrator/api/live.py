@@ -746,13 +746,15 @@ class ContactHistory:
         those held at the API); calls it has that were not known offered; each call's state
         taken from it (``transferred``: it left the site for another).  A contact resumed in
         transit from the API whose order the site lists as received, and no longer has,
-        reached it and ended there while no router listened: ended the same way."""
+        reached it and ended there while no router listened: ended the same way.  A call the
+        site's report that follows says it routed or lost alone is left to that report."""
         at = snapshot.at
         self.staffed.snapshot(site, snapshot)
         statuses = {status.contact.id: status for status in snapshot.contacts}
         received = set(snapshot.received)
+        reported = set(snapshot.reported)
         for call in list(self.calls.values()):
-            if call.id in statuses:
+            if call.id in statuses or call.id in reported:
                 continue
             if (call.site == site and not (call.held or call.in_transit)) or (
                 call.ingress_order is not None and call.ingress_order in received

@@ -91,9 +91,13 @@ class Harness:
         agents: list[AgentStatus] | None = None,
         contacts: list[ContactStatus] | None = None,
         received: list[int] | None = None,
+        reported: list[str] | None = None,
     ) -> None:
         self.connected.add(site)
-        await self.front.receive(site, self.scripts[site].snapshot(agents, contacts, received))
+        snapshot = self.scripts[site].snapshot(agents, contacts, received)
+        if reported:
+            snapshot = snapshot.model_copy(update={"reported": reported})
+        await self.front.receive(site, snapshot)
 
     async def report(self, site: str, *events: Any) -> None:
         await self.front.receive(site, self.scripts[site].delta(*events))
@@ -286,6 +290,41 @@ def test_abandons_local_reports_and_snapshots_all_end_up_in_the_history(
     assert str(database.contacts.get("c3").status) == "queued"
     figures = counters(database, "paris")
     assert (figures["offered"], figures["answered"], figures["abandoned"]) == (4, 1, 2)
+
+
+def test_a_call_the_site_routed_alone_and_ended_while_the_link_was_down_is_recorded_once(
+    database: Database,
+) -> None:
+    """c1 waits at paris; the link drops, paris gives c1 to bob itself, the call ends, the
+    link comes back: the snapshot no longer has c1 but names it as reported, and delta 1 says
+    how it went.  The history follows the report (not an abandon at the snapshot), and c1
+    is counted offered and answered once."""
+
+    async def scenario(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.report("paris", ContactArrived(contact=call("c1"), at=T0))
+        h.front.disconnected("paris")
+        await h.snapshot("paris", [ready("bob")], reported=["c1"])
+        await h.report(
+            "paris",
+            LocallyRouted(contact=call("c1"), agent_id="bob", at=T0 + 5),
+            ContactFinished(contact_id="c1", at=T0 + 50, wrap_up=0),
+        )
+        await h.routing.drain()
+        assert h.routing.write_errors == 0
+
+    run(database, scenario)
+    history = database.contacts.get("c1").history
+    assert [str(e.kind) for e in history] == [
+        "offered",
+        "queued",
+        "reserved",
+        "confirmed",
+        "finished",
+    ]
+    assert history[2].detail == {"local": True}
+    figures = counters(database, "paris")
+    assert (figures["offered"], figures["answered"], figures["abandoned"]) == (1, 1, 0)
 
 
 # ------------------------------------------------------------------ contacts from the API

@@ -47,6 +47,11 @@ def _check_returning_router_is_told(router: FakeRouter, pbx: object) -> None:
     assert len(every) == len({r.contact.id for r in every})
     assert {r.contact.id: r.agent_id for r in every} == answered
     reports = router.events(LocallyRouted)
+    # The snapshot names the calls whose local reports follow in delta 1 (and only those).
+    delta_1 = next(m for m in messages if isinstance(m, Delta) and m.seq == 1)
+    local = [e for e in delta_1.events if isinstance(e, LocallyRouted | LocallyAbandoned)]
+    assert messages[0].reported == [e.contact.id for e in local]
+    assert {r.contact.id for r in reports} <= set(messages[0].reported)
     ended = {e.contact_id for e in pbx.ledger.events if isinstance(e, CallEnded)}  # type: ignore[attr-defined]
     snapshot = messages[0]
     talking = {c.contact.id for c in snapshot.contacts if c.state == "talking"}
