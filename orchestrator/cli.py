@@ -330,7 +330,6 @@ def up(
             settings=config.model_copy(update={"api_keys": keys}),
             database_url=database_url,
             actor="vcc up",
-            new_contacts=bool(simulated),
         ),
     )
     typer.echo(

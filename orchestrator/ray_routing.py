@@ -225,7 +225,7 @@ class RayRouting:
         # Contacts an earlier router sent from the API to a site, not known to have arrived:
         # (landing site, order, destination, data), for the router once a site reports.
         self._expected: list[tuple[str, int, str, ContactData]] = []
-        self.resumed_held = self._resume_held()
+        self.resumed = self._resume_open()
         self._tasks: set[asyncio.Task[None]] = set()
         front.sink = self._sink
         front.observers.append(self)
@@ -271,64 +271,64 @@ class RayRouting:
             site_id=call.site if call.agent is not None else None,
         )
 
-    def _resume_held(self) -> int:
-        """Contacts an earlier router took through the API and had not seen reach a site when
-        it stopped (or died); returns how many.  Those still held (stored queued, never at any
-        site) are held again and offered after their landing site's snapshot, as the earlier
-        router would have.  Those it had sent to a site (reserved, the delivery's arrival
-        unknown: the site may never have had it) are in transit: the router finds them from
-        the sites' snapshots, or routes them again (:meth:`RouterFront.expect_in_transit`)."""
-        statuses = (StoredStatus.QUEUED, StoredStatus.RESERVED)
-        return sum(self._resume(detail) for detail in self._contacts.details(statuses))
+    def _resume_open(self) -> int:
+        """The contacts an earlier router left open when it stopped (or died); returns how
+        many.  Each is live again as stored, so that its site's snapshot finds it known (not
+        offered and counted a second time) or ends it (it ended while no router listened).
+        Contacts taken through the API that had not reached a site are the API's to hand on:
+        those still held (stored queued, never at any site) are held again and offered after
+        their landing site's snapshot, as the earlier router would have; those it had sent to
+        a site (reserved, the delivery's arrival unknown: the site may never have had it) are
+        in transit, and the router finds them from the sites' snapshots or routes them again
+        (:meth:`RouterFront.expect_in_transit`)."""
+        statuses = (StoredStatus.QUEUED, StoredStatus.RESERVED, StoredStatus.CONNECTED)
+        return sum(self._resume(stored) for stored in self._contacts.details(statuses))
 
-    def _resume(self, record: ContactDetail) -> bool:
+    def _resume(self, stored: ContactDetail) -> bool:
         if (
-            record.id in self.history.calls
-            or record.landing_site not in self.network.sites
-            or record.queue not in self.network.queues
+            stored.id in self.history.calls
+            or stored.landing_site not in self.network.sites
+            or stored.queue not in self.network.queues
+            or not stored.history
         ):
             return False
-        history = record.history
-        offered = history[0].detail if history else {}
-        if not offered.get(INGRESS_MARK):
-            return False
-        held = all(
-            event.kind is RouteEventKind.OFFERED or event.kind is RouteEventKind.QUEUED
-            for event in history
-        )
-        last = history[-1]
-        to_site = last.site
-        sent = (
-            last.kind is RouteEventKind.RESERVED
-            and last.detail.get("from_site") == INGRESS
-            and to_site in self.network.sites
-        )
-        if not (held or sent):
-            return False
+        history = stored.history
+        offered = history[0].detail
         data = ContactData(
-            id=record.id,
-            queue_id=record.queue,
-            arrival=record.created_at.timestamp() - self.epoch,
-            channel=record.channel,
-            caller_region=record.caller_region,
+            id=stored.id,
+            queue_id=stored.queue,
+            arrival=stored.created_at.timestamp() - self.epoch,
+            channel=stored.channel,
+            caller_region=stored.caller_region,
             **{k: v for k, v in offered.items() if k != INGRESS_MARK},
         )
-        if held:
-            self.history.resume_held(data, record.landing_site)
-            return True
-        assert to_site is not None and last.agent is not None
-        reservation = int(last.detail["reservation"])
-        # The order its delivery carried (recorded since; before, it was the reservation).
-        order = int(last.detail.get("order", reservation))
-        self.history.resume_in_transit(
-            data,
-            record.landing_site,
-            to_site,
-            agent=last.agent,
-            reservation=reservation,
-            order=order,
-        )
-        self._expected.append((record.landing_site, order, to_site, data))
+        last = history[-1]
+        if offered.get(INGRESS_MARK):
+            if all(e.kind in {RouteEventKind.OFFERED, RouteEventKind.QUEUED} for e in history):
+                self.history.resume_held(data, stored.landing_site)
+                return True
+            to_site, agent = last.site, last.agent
+            if (
+                last.kind is RouteEventKind.RESERVED
+                and last.detail.get("from_site") == INGRESS
+                and to_site in self.network.sites
+                and to_site is not None
+                and agent is not None
+            ):
+                reservation = int(last.detail["reservation"])
+                # The order its delivery carried (recorded since; before, the reservation).
+                order = int(last.detail.get("order", reservation))
+                self.history.resume_in_transit(
+                    data,
+                    stored.landing_site,
+                    to_site,
+                    agent=agent,
+                    reservation=reservation,
+                    order=order,
+                )
+                self._expected.append((stored.landing_site, order, to_site, data))
+                return True
+        self.history.resume(stored, data)
         return True
 
     async def change_agent_state(

@@ -113,15 +113,11 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
 
 @dataclass(frozen=True, slots=True)
 class ApiSpec:
-    """The control API over a database at ``database_url`` (``settings`` give its keys).
-
-    ``new_contacts``: refuse a database that holds contacts already (simulated sites number
-    their calls afresh in every run, so an earlier run's would collide with theirs)."""
+    """The control API over a database at ``database_url`` (``settings`` give its keys)."""
 
     settings: Settings
     database_url: str
     actor: str
-    new_contacts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,20 +201,12 @@ def shown_url(url: str) -> str:
         return "(unparsable database URL)"
 
 
-def prepare_database(
-    url: str, scenario: Scenario, *, actor: str, new_contacts: bool = False
-) -> Database:
+def prepare_database(url: str, scenario: Scenario, *, actor: str) -> Database:
     """The database at ``url``, migrated, with the scenario's configuration (a stored one that
     differs is replaced, each change in the audit log under ``actor``)."""
     upgrade(url)
     database = Database(url)
     try:
-        if new_contacts and database.contacts.list(limit=1).items:
-            raise StartError(
-                f"{shown_url(url)} holds contacts of an earlier run, and simulated sites number "
-                "their calls c1, c2, ... afresh: give another database (--database) or remove "
-                "this one"
-            )
         config = NetworkConfig(
             skills=scenario.skills,
             sites=scenario.sites,
@@ -309,12 +297,9 @@ async def running_system(
                     api.database_url,
                     scenario,
                     actor=api.actor,
-                    new_contacts=api.new_contacts,
                 )
             )
             stack.push_async_callback(_close_database, db_task)
-            if api.new_contacts:  # a refusal is likely then: at once, not after Ray
-                await _opened(db_task, api)
         try:
             ray_started = start_ray(
                 spec.ray_address, num_cpus=spec.num_cpus or max(2, len(plan.networks))

@@ -28,6 +28,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum, auto
 
 from routing.model import Contact
@@ -151,6 +152,12 @@ class Ledger:
     rings: list[tuple[str, str, float]] = field(default_factory=list)
 
 
+def run_tag(origin: float) -> str:
+    """A network run's tag: its clock's origin (the Unix time its scenario started at), to the
+    second, in UTC; e.g. ``20261123T181502Z``."""
+    return datetime.fromtimestamp(origin, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 class SimulatedPbx(PbxAdapter):
     """One site of ``scenario`` (its staffing and traffic) running in real time."""
 
@@ -203,8 +210,20 @@ class SimulatedPbx(PbxAdapter):
 
     @property
     def contacts(self) -> tuple[ScheduledContact, ...]:
-        """The calls that will land here during the run, in arrival order."""
-        return self._contacts
+        """The calls that will land here during the run, in arrival order, under the ids
+        they will have (:meth:`_contact`)."""
+        return tuple(dataclasses.replace(c, contact=self._contact(c)) for c in self._contacts)
+
+    def _contact(self, scheduled: ScheduledContact) -> Contact:
+        """The call as it lands: on a network's clock its id carries the run's tag
+        (:func:`run_tag`), since every run numbers its calls c1, c2, ... afresh and a network's
+        database keeps the calls of every run."""
+        origin = self._sim_clock.origin
+        if origin is None:
+            return scheduled.contact
+        return dataclasses.replace(
+            scheduled.contact, id=f"{run_tag(origin)}-{scheduled.contact.id}"
+        )
 
     async def start(self) -> None:
         if self._task is not None:
@@ -448,7 +467,7 @@ class SimulatedPbx(PbxAdapter):
 
     def _arrive(self, i: int, now: float) -> None:
         scheduled = self._contacts[i]
-        contact = dataclasses.replace(scheduled.contact, patience=math.inf)
+        contact = dataclasses.replace(self._contact(scheduled), patience=math.inf)
         patience = scheduled.contact.patience
         self._calls[contact.id] = _Call(contact, scheduled.handle_time, patience)
         self._emit(CallArrived(contact, now))

@@ -65,6 +65,7 @@ from orchestrator.api.routing import (
 )
 from orchestrator.global_router import profile_kind, qualifies
 from orchestrator.persistence import (
+    ContactDetail,
     ContactStore,
     Counters,
     DuplicateContactError,
@@ -72,6 +73,7 @@ from orchestrator.persistence import (
     NotFoundError,
     RouteEventKind,
 )
+from orchestrator.persistence import ContactStatus as StoredStatus
 from routing.engine import SiteLoad
 from routing.model import AgentState, Network, Queue
 from site_agent.protocol import (
@@ -558,6 +560,33 @@ class ContactHistory:
         """A contact held at the API by an earlier router (stored and counted offered then):
         held again, with nothing written or counted."""
         call = self.calls[data.id] = LiveCall(data=data, landing=site, site=site, held=True)
+        return call
+
+    def resume(self, stored: ContactDetail, data: ContactData) -> LiveCall:
+        """A contact an earlier router left open (stored, and counted offered then): live
+        again as its history left it, with nothing written or counted, until a snapshot of
+        its site says where it is now (:meth:`reconcile`: still there, or ended while no
+        router listened).  Its agent's staffed time is not resumed (the earlier router
+        counted it up to its last checkpoint)."""
+        history = stored.history
+        last = history[-1] if history else None
+        site = next((e.site for e in reversed(history) if e.site is not None), None)
+        call = LiveCall(data=data, landing=stored.landing_site, site=site or stored.landing_site)
+        call.reserved = any(e.kind is RouteEventKind.RESERVED for e in history)
+        moved = next((e for e in history if e.kind is RouteEventKind.TRANSFERRED), None)
+        if moved is not None:
+            call.transferred_at = moved.at.timestamp() - self._epoch
+        call.in_transit = last is not None and last.kind is RouteEventKind.TRANSFERRED
+        if stored.status is StoredStatus.RESERVED:
+            ring = next(e for e in reversed(history) if e.kind is RouteEventKind.RESERVED)
+            reservation = ring.detail.get("reservation")
+            call.state, call.agent = "ringing", ring.agent
+            call.reservation = None if reservation is None else int(reservation)
+        elif stored.status is StoredStatus.CONNECTED:
+            answered = next(e for e in reversed(history) if e.kind is RouteEventKind.CONFIRMED)
+            call.state, call.agent = "talking", stored.serving_agent
+            call.answered_at = answered.at.timestamp() - self._epoch
+        self.calls[data.id] = call
         return call
 
     def resume_in_transit(

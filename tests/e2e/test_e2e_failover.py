@@ -34,6 +34,7 @@ from e2e_harness import (
     wait_for,
 )
 
+from site_agent.simulated_pbx import run_tag
 from site_agent.simulation.loading import load_scenario
 from site_agent.simulation.traffic import generate_traffic
 
@@ -49,11 +50,13 @@ def ray_address() -> Iterator[str]:
     ray.shutdown()
 
 
-def origins() -> dict[str, str]:
+def origins(clock: NetworkClock) -> dict[str, str]:
+    """Where each call of the run lands, by the id it has (tagged with the run's clock)."""
     scenario = load_scenario(str(SCENARIO))
     seed = scenario.simulation.seed
     assert seed is not None
-    return {c.contact.id: c.site for c in generate_traffic(scenario, seed)}
+    tag = run_tag(clock.origin)
+    return {f"{tag}-{c.contact.id}": c.site for c in generate_traffic(scenario, seed)}
 
 
 RUN_START = load_scenario(str(SCENARIO)).simulation.start
@@ -79,6 +82,20 @@ def held_in_transit(router: RouterProcess, final: dict) -> None:
         for contact_id in dump["sent_away"]:
             body = router.api.get(f"/contacts/{contact_id}").raise_for_status().json()
             assert body["live_state"] == "queued", body
+
+
+def stored_open(router: RouterProcess) -> set[str]:
+    """The contacts the database holds as still waiting, ringing or talking."""
+    found: set[str] = set()
+    for status in ("queued", "reserved", "connected"):
+        cursor = None
+        while True:
+            params = {"status": status, "limit": 500, **({"cursor": cursor} if cursor else {})}
+            page = router.api.get("/contacts", params=params).raise_for_status().json()
+            found |= {item["id"] for item in page["items"]}
+            if (cursor := page["next_cursor"]) is None:
+                break
+    return found
 
 
 def api_outcomes(router: RouterProcess, ids: list[str]) -> dict[str, str]:
@@ -159,7 +176,7 @@ def test_a_site_agent_killed_mid_stream_comes_back_in_step(
     finally:
         stop_all([*sites.values(), router])
 
-    verdict = judge(incarnations, final, origins())
+    verdict = judge(incarnations, final, origins(clock))
     print(
         f"\nsite agent killed mid-stream, back in step after {back:.1f} s: {verdict.summary()}; "
         f"API contacts: {dict(Counter(outcomes.values()))}"
@@ -198,12 +215,17 @@ def test_the_router_killed_mid_stream_is_replaced_and_rebuilds_its_view(
             views_agree(router, site, 15, f"{site.site} after the router's restart")
         final = finish(router, sites, timeout=40, keep_router=True)
         held_in_transit(router, final)
+        # The database agrees: the new router took up what its predecessor left open, and
+        # closed what ended while no router listened (nothing open that no site has).
+        live = {c for dump in final.values() for c in [*dump["calls"], *dump["sent_away"]]}
+        assert stored_open(router) == live
+        assert "a write failed" not in router.log.read_text(errors="replace")
         assert router.stop() == 0, router.tail()
     finally:
         stop_all([*sites.values(), router])
 
     incarnations = [site.incarnation for site in sites.values()]
-    verdict = judge(incarnations, final, origins())
+    verdict = judge(incarnations, final, origins(clock))
     print(f"\nrouter killed mid-stream, every site in step after {back:.1f} s: {verdict.summary()}")
     assert not verdict.problems, "\n".join(verdict.problems[:20])
     assert verdict.died_with_a_site == 0

@@ -327,6 +327,53 @@ def test_a_call_the_site_routed_alone_and_ended_while_the_link_was_down_is_recor
     assert (figures["offered"], figures["answered"], figures["abandoned"]) == (1, 1, 0)
 
 
+def test_a_new_router_takes_up_the_contacts_its_predecessor_left_open(
+    database: Database,
+) -> None:
+    """The router dies with c1 waiting at paris, c2 talking to bob and c3 ringing at ana.
+    The next one knows them from the database: paris' snapshot still has c1 (known, not
+    offered a second time), c2 ended while no router listened (finished), madrid's has c3
+    answered since; nothing is written twice."""
+
+    async def first(h: Harness) -> None:
+        await h.snapshot("paris", [ready("bob")])
+        await h.report("paris", ContactArrived(contact=call("c2"), at=T0))
+        [deliver] = h.to("paris", Deliver)
+        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c2", at=T0 + 2)
+        await h.report("paris", confirm)
+        await h.snapshot("madrid", [ready("ana")])
+        await h.report("madrid", ContactArrived(contact=call("c3", region="es"), at=T0 + 3))
+        await h.report("paris", ContactArrived(contact=call("c1"), at=T0 + 4))
+
+    run(database, first)
+    assert database.contacts.get("c3").status == "reserved"
+    reservation = database.contacts.get("c3").history[-1].detail["reservation"]
+
+    async def second(h: Harness) -> None:
+        assert h.routing.resumed == 3
+        busy_bob = AgentStatus(agent_id="bob", logged_in=True, ready=False, reason="coffee")
+        await h.snapshot("paris", [busy_bob], [ContactStatus(contact=call("c1"), state="queued")])
+        assert await h.routing.contact_state("c1") == "queued"
+        talking = ContactStatus(contact=call("c3", region="es"), state="talking", agent_id="ana")
+        await h.snapshot("madrid", [ready("ana")], [talking])
+        assert await h.routing.contact_state("c3") == "talking"
+        await h.report("madrid", ContactFinished(contact_id="c3", at=T0 + 90, wrap_up=0))
+        await h.routing.drain()
+        assert h.routing.write_errors == 0
+
+    run(database, second)
+    kinds = {c: [str(e.kind) for e in database.contacts.get(c).history] for c in ("c1", "c2", "c3")}
+    assert kinds == {
+        "c1": ["offered", "queued"],
+        "c2": ["offered", "reserved", "confirmed", "finished"],
+        "c3": ["offered", "reserved", "confirmed", "finished"],
+    }
+    assert database.contacts.get("c3").history[1].detail["reservation"] == reservation
+    paris, madrid = counters(database, "paris"), counters(database, "madrid")
+    assert (paris["offered"], paris["answered"], paris["abandoned"]) == (2, 1, 0)
+    assert (madrid["offered"], madrid["answered"], madrid["abandoned"]) == (1, 1, 0)
+
+
 # ------------------------------------------------------------------ contacts from the API
 
 
@@ -403,7 +450,8 @@ def test_an_api_contact_held_when_the_router_stopped_is_held_again_by_the_next_o
     """A contact created through the API lives at no site until an agent is reserved: a
     router started after its predecessor stopped (or died) finds it in the database, holds it
     again and offers it after its landing site's snapshot; site contacts stored queued, and
-    API contacts that reached a site, are the sites' to report."""
+    API contacts that reached a site, are the sites' to report (c1, which paris no longer has,
+    ended there while no router listened)."""
 
     async def first(h: Harness) -> None:
         await h.snapshot("paris", [])
@@ -417,8 +465,8 @@ def test_an_api_contact_held_when_the_router_stopped_is_held_again_by_the_next_o
     assert database.contacts.get("a1").status == "queued"
 
     async def second(h: Harness) -> None:
-        # a1 held, a2 sent to madrid (in transit until the sites say); not c1 (paris' own).
-        assert h.routing.resumed_held == 2
+        # a1 held, a2 sent to madrid (in transit until the sites say), c1 queued at paris.
+        assert h.routing.resumed == 3
         assert await h.routing.contact_state("a1") is None  # held: not offered yet
         await h.snapshot("paris", [ready("eve")])
         await until(lambda: h.to("paris", Deliver), "a1 offered and delivered")
@@ -429,7 +477,9 @@ def test_an_api_contact_held_when_the_router_stopped_is_held_again_by_the_next_o
     run(database, second)
     detail = database.contacts.get("a1")
     assert [str(e.kind) for e in detail.history] == ["offered", "queued", "reserved"]
-    assert counters(database, "paris", "tech")["offered"] == 2  # a1 and c1, each once
+    assert str(database.contacts.get("c1").status) == "abandoned"
+    figures = counters(database, "paris", "tech")
+    assert (figures["offered"], figures["abandoned"]) == (2, 1)  # a1 and c1, each once
 
 
 def _sent_to_ana_when_the_router_died(
@@ -467,7 +517,7 @@ def test_an_api_contact_sent_to_a_site_that_never_got_it_is_delivered_again_by_t
     reservation, order = _first_delivery(database)
 
     async def second(h: Harness) -> None:
-        assert h.routing.resumed_held == 1
+        assert h.routing.resumed == 1
         assert await h.routing.contact_state("a1") is None  # the router learns from the sites
         assert h.routing.history.calls["a1"].state == "ringing"  # as stored, until then
         await h.snapshot("madrid", [ready("ana")])

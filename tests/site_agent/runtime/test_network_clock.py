@@ -16,7 +16,7 @@ from orchestrator.settings import Settings
 from site_agent.pbx import AgentLogin, CallArrived, PbxEvent
 from site_agent.service import simulated_site_agent
 from site_agent.settings import ClockSettings
-from site_agent.simulated_pbx import SimulatedClock, SimulatedPbx
+from site_agent.simulated_pbx import SimulatedClock, SimulatedPbx, run_tag
 
 
 def test_clocks_pinned_to_one_origin_read_the_same_time_and_restart_no_more() -> None:
@@ -65,6 +65,10 @@ def test_a_pbx_started_late_on_the_network_clock_skips_the_calls_it_missed() -> 
     arrivals = [e for e in seen if isinstance(e, CallArrived)]
     assert min(e.at for e in arrivals) >= start + 3600.0
     assert not {e.contact.id for e in arrivals} & {c.contact.id for c in missed}
+    # On a network's clock the calls carry the run's tag: a database keeps every run's calls,
+    # and each run numbers them c1, c2, ... afresh.
+    assert {e.contact.id.rsplit("-", 1)[0] for e in arrivals} == {run_tag(origin)}
+    assert run_tag(origin) != run_tag(origin + 1.0)
     # Its agents' shifts began at the start: they log in at once, as planned.
     logins = [e for e in seen if isinstance(e, AgentLogin)]
     assert len(logins) == 3 and all(e.at == start for e in logins)
