@@ -624,6 +624,8 @@ class RayRouting:
                         detail |= {"from_site": INGRESS, "order": message.order}
                     else:
                         detail["from_site"] = src
+                        if message.order is not None:
+                            detail["order"] = message.order
                     history.reserved(data.id, site_id, agent, reservation, now, detail=detail)
                 return True
             case TransferOut(reservation=reservation, contact_id=contact_id, to_site=to_site):

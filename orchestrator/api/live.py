@@ -234,9 +234,9 @@ class LiveCall:
     local: bool = False  # its site gave it to an agent while no router was reachable
     in_transit: bool = False  # left ``site`` by transfer, not yet taken in where it goes
     held: bool = False  # created through the API and not yet at any site (RayRouting)
-    # Sent from the API to ``site`` on this transfer order before the router started: the
-    # router finds it from the sites' snapshots, or routes it again (RayRouting).
-    ingress_order: int | None = None
+    # Resumed in transit (sent to ``site`` before this router started, from a site or the
+    # API) on this transfer order: ``site`` lists it as received once it took the call in.
+    transit_order: int | None = None
 
     @property
     def id(self) -> str:
@@ -566,8 +566,11 @@ class ContactHistory:
         """A contact an earlier router left open (stored, and counted offered then): live
         again as its history left it, with nothing written or counted, until a snapshot of
         its site says where it is now (:meth:`reconcile`: still there, or ended while no
-        router listened).  Its agent's staffed time is not resumed (the earlier router
-        counted it up to its last checkpoint)."""
+        router listened).  One that had left a site by transfer and was not known taken in
+        (its delivery sent, not answered) is in transit: the site it left lists it until the
+        router says it arrived, so the router finds it (the site that has it, or that lists
+        its order as received) or routes it again.  Its agent's staffed time is not resumed
+        (the earlier router counted it up to its last checkpoint)."""
         history = stored.history
         last = history[-1] if history else None
         site = next((e.site for e in reversed(history) if e.site is not None), None)
@@ -576,7 +579,22 @@ class ContactHistory:
         moved = next((e for e in history if e.kind is RouteEventKind.TRANSFERRED), None)
         if moved is not None:
             call.transferred_at = moved.at.timestamp() - self._epoch
-        call.in_transit = last is not None and last.kind is RouteEventKind.TRANSFERRED
+        if (
+            last is not None
+            and (
+                last.kind is RouteEventKind.TRANSFERRED
+                or (
+                    last.kind is RouteEventKind.RESERVED
+                    and last.detail.get("from_site") is not None
+                )
+            )
+            and moved is not None
+        ):
+            # The order it left under: the one its delivery carried, or its last transfer's.
+            left = next(e for e in reversed(history) if e.kind is RouteEventKind.TRANSFERRED)
+            order = last.detail.get("order", left.detail.get("reservation"))
+            call.in_transit = True
+            call.transit_order = None if order is None else int(order)
         if stored.status is StoredStatus.RESERVED:
             ring = next(e for e in reversed(history) if e.kind is RouteEventKind.RESERVED)
             reservation = ring.detail.get("reservation")
@@ -613,7 +631,7 @@ class ContactHistory:
             reserved=True,
             in_transit=True,
             held=True,
-            ingress_order=order,
+            transit_order=order,
         )
         return call
 
@@ -643,7 +661,7 @@ class ContactHistory:
             call.state, call.agent = "queued", None
             self._record(call, RouteEventKind.QUEUED, at, site=call.site)
         call.site, call.state, call.agent, call.reservation = site, "ringing", agent, reservation
-        call.reserved, call.in_transit, call.ingress_order = True, False, None
+        call.reserved, call.in_transit, call.transit_order = True, False, None
         self._record(call, RouteEventKind.RESERVED, at, site=site, agent=agent, detail=detail)
 
     def transferred(
@@ -774,8 +792,8 @@ class ContactHistory:
         finished, else abandoned, at the snapshot's time; not those in transit to it, nor
         those held at the API); calls it has that were not known offered; each call's state
         taken from it (``transferred``: it left the site for another).  A contact resumed in
-        transit from the API whose order the site lists as received, and no longer has,
-        reached it and ended there while no router listened: ended the same way.  A call the
+        transit whose order the site lists as received, and no longer has, reached it and
+        ended there while no router listened: ended the same way.  A call the
         site's report that follows says it routed or lost alone is left to that report."""
         at = snapshot.at
         self.staffed.snapshot(site, snapshot)
@@ -786,7 +804,7 @@ class ContactHistory:
             if call.id in statuses or call.id in reported:
                 continue
             if (call.site == site and not (call.held or call.in_transit)) or (
-                call.ingress_order is not None and call.ingress_order in received
+                call.transit_order is not None and call.transit_order in received
             ):
                 if call.state == "talking":
                     self.finished(call.id, at)
@@ -795,7 +813,7 @@ class ContactHistory:
         for status in snapshot.contacts:
             known = self.calls.get(status.contact.id)
             call = known or self.offered(status.contact, site, status.contact.arrival)
-            call.held, call.ingress_order = False, None
+            call.held, call.transit_order = False, None
             if status.state == "transferred":
                 if call.site == site and not call.in_transit and status.to_site is not None:
                     detail = {"reservation": status.reservation, "from_site": site}

@@ -374,6 +374,59 @@ def test_a_new_router_takes_up_the_contacts_its_predecessor_left_open(
     assert (madrid["offered"], madrid["answered"], madrid["abandoned"]) == (1, 1, 0)
 
 
+def test_a_call_in_transit_when_the_router_died_is_neither_ended_nor_offered_twice(
+    database: Database,
+) -> None:
+    """c1 left paris for ana at madrid; the router died with the delivery on its way.  The
+    next router knows it in transit: madrid's snapshot, which does not have it, does not end
+    it; paris' lists it as sent away (not settled), and once every site has spoken the router
+    routes it again from transit.  Nothing is created or recorded twice."""
+
+    async def first(h: Harness) -> None:
+        await h.snapshot("paris", [])
+        await h.snapshot("madrid", [ready("ana")])
+        await h.report("paris", ContactArrived(contact=call("c1", region="es"), at=T0))
+        [order] = h.to("paris", TransferOut)
+        left = ContactTransferred(
+            reservation=order.reservation, contact_id="c1", to_site="madrid", at=T0 + 1
+        )
+        await h.report("paris", left)
+        assert h.to("madrid", Deliver)  # on its way when the router dies
+
+    run(database, first)
+    order = database.contacts.get("c1").history[1].detail["reservation"]
+
+    async def second(h: Harness) -> None:
+        await h.snapshot("madrid", [ready("ana")])  # no c1: it never got there
+        await h.routing.drain()
+        assert "c1" in h.routing.history.calls  # in transit, not ended
+        sent_away = ContactStatus(
+            contact=call("c1", region="es"),
+            state="transferred",
+            reservation=order,
+            to_site="madrid",
+        )
+        await h.snapshot("paris", [], [sent_away])
+        await until(lambda: h.to("madrid", Deliver), "c1 delivered again")
+        [deliver] = h.to("madrid", Deliver)
+        assert (deliver.contact.id, deliver.from_site, deliver.order) == ("c1", "paris", order)
+        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c1", at=T0 + 9)
+        await h.report("madrid", confirm)
+        await h.routing.drain()
+        assert h.routing.write_errors == 0
+
+    run(database, second)
+    assert [str(e.kind) for e in database.contacts.get("c1").history] == [
+        "offered",
+        "transferred",
+        "reserved",
+        "rejected",  # the first delivery, superseded
+        "reserved",
+        "confirmed",
+    ]
+    assert counters(database, "paris")["offered"] == 1
+
+
 # ------------------------------------------------------------------ contacts from the API
 
 
