@@ -372,8 +372,10 @@ def judge(
 ) -> Verdict:
     """Every contact answered at most once, and at the end in exactly one place: ended
     (answered and finished), abandoned, or still at one live site, or else gone with the PBX
-    of a killed site agent.  ``final_dumps``: each live incarnation's last state, by label;
-    ``origin``: the site where each contact id lands (from the scenario's traffic).
+    of a killed site agent (or with its custody: sent away by it the instant before it was
+    killed, its report lost with it, and taken in nowhere).  ``final_dumps``: each live
+    incarnation's last state, by label; ``origin``: the site where each contact id lands
+    (from the scenario's traffic).
 
     A restarted site off the network clock plays its traffic again, so its contact ids come
     back: an event about a contact belongs to the latest incarnation of its landing site whose
@@ -417,6 +419,14 @@ def judge(
             verdict.problems.append(f"{name}: answered {answered} times {dict(life.counts)}")
         present = [label for label, p in where.items() if p and label in live_labels]
         died = any(p for label, p in where.items() if label not in live_labels)
+        # Sent away by a site agent killed before the call was taken in anywhere: the list of
+        # calls it sent away (its custody of them) lived in its memory and died with it.
+        died = died or (
+            life.total("TransferredIn") < life.total("CallTransferred")
+            and any(
+                life.counts[label]["CallTransferred"] for label in where if label not in live_labels
+            )
+        )
         ends = life.total("CallEnded") + life.total("CallerHungUp") + len(present)
         verdict.transfers += life.total("CallTransferred")
         if ends > 1:
