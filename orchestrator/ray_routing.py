@@ -302,33 +302,20 @@ class RayRouting:
             caller_region=stored.caller_region,
             **{k: v for k, v in offered.items() if k != INGRESS_MARK},
         )
-        last = history[-1]
-        if offered.get(INGRESS_MARK):
-            if all(e.kind in {RouteEventKind.OFFERED, RouteEventKind.QUEUED} for e in history):
-                self.history.resume_held(data, stored.landing_site)
-                return True
-            to_site, agent = last.site, last.agent
-            if (
-                last.kind is RouteEventKind.RESERVED
-                and last.detail.get("from_site") == INGRESS
-                and to_site in self.network.sites
-                and to_site is not None
-                and agent is not None
-            ):
-                reservation = int(last.detail["reservation"])
-                # The order its delivery carried (recorded since; before, the reservation).
-                order = int(last.detail.get("order", reservation))
-                self.history.resume_in_transit(
-                    data,
-                    stored.landing_site,
-                    to_site,
-                    agent=agent,
-                    reservation=reservation,
-                    order=order,
-                )
-                self._expected.append((stored.landing_site, order, to_site, data))
-                return True
-        self.history.resume(stored, data)
+        if offered.get(INGRESS_MARK) and all(
+            e.kind in {RouteEventKind.OFFERED, RouteEventKind.QUEUED} for e in history
+        ):
+            self.history.resume_held(data, stored.landing_site)
+            return True
+        call = self.history.resume(stored, data)
+        if (
+            call.in_transit
+            and history[-1].detail.get("from_site") == INGRESS
+            and call.site in self.network.sites
+        ):
+            assert call.transit_order is not None
+            call.held = True  # its next delivery, if it needs one, takes it in from the API
+            self._expected.append((stored.landing_site, call.transit_order, call.site, data))
         return True
 
     async def change_agent_state(
@@ -607,7 +594,7 @@ class RayRouting:
         site as a transfer in from :data:`INGRESS`), and recorded once sent."""
         history, now = self.history, self.front.clock()
         match message:
-            case Deliver(reservation=reservation, contact=data, agent_id=agent, from_site=src):
+            case Deliver(reservation=reservation, contact=data, agent_id=agent):
                 call = history.calls.get(data.id)
                 held = call is not None and call.held
                 if held:
@@ -619,13 +606,9 @@ class RayRouting:
                     return False
                 if call is not None:
                     call.held = False
-                    detail: dict[str, Any] = {"reservation": reservation}
-                    if held:
-                        detail |= {"from_site": INGRESS, "order": message.order}
-                    else:
-                        detail["from_site"] = src
-                        if message.order is not None:
-                            detail["order"] = message.order
+                    detail = {"reservation": reservation, "from_site": message.from_site}
+                    if message.order is not None:
+                        detail["order"] = message.order
                     history.reserved(data.id, site_id, agent, reservation, now, detail=detail)
                 return True
             case TransferOut(reservation=reservation, contact_id=contact_id, to_site=to_site):

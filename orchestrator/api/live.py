@@ -572,29 +572,19 @@ class ContactHistory:
         its order as received) or routes it again.  Its agent's staffed time is not resumed
         (the earlier router counted it up to its last checkpoint)."""
         history = stored.history
-        last = history[-1] if history else None
+        last = history[-1]
         site = next((e.site for e in reversed(history) if e.site is not None), None)
         call = LiveCall(data=data, landing=stored.landing_site, site=site or stored.landing_site)
         call.reserved = any(e.kind is RouteEventKind.RESERVED for e in history)
-        moved = next((e for e in history if e.kind is RouteEventKind.TRANSFERRED), None)
-        if moved is not None:
-            call.transferred_at = moved.at.timestamp() - self._epoch
-        if (
-            last is not None
-            and (
-                last.kind is RouteEventKind.TRANSFERRED
-                or (
-                    last.kind is RouteEventKind.RESERVED
-                    and last.detail.get("from_site") is not None
-                )
-            )
-            and moved is not None
-        ):
-            # The order it left under: the one its delivery carried, or its last transfer's.
-            left = next(e for e in reversed(history) if e.kind is RouteEventKind.TRANSFERRED)
-            order = last.detail.get("order", left.detail.get("reservation"))
-            call.in_transit = True
-            call.transit_order = None if order is None else int(order)
+        moves = [e for e in history if e.kind is RouteEventKind.TRANSFERRED]
+        if moves:
+            call.transferred_at = moves[0].at.timestamp() - self._epoch
+        carried = last.kind is RouteEventKind.RESERVED and last.detail.get("from_site") is not None
+        if last.kind is RouteEventKind.TRANSFERRED or carried:
+            # The order it left under: the one its delivery carried, else its transfer's (or,
+            # recorded before orders were, its delivery's reservation).
+            order = last.detail.get("order", (moves[-1] if moves else last).detail["reservation"])
+            call.in_transit, call.transit_order = True, int(order)
         if stored.status is StoredStatus.RESERVED:
             ring = next(e for e in reversed(history) if e.kind is RouteEventKind.RESERVED)
             reservation = ring.detail.get("reservation")
@@ -605,34 +595,6 @@ class ContactHistory:
             call.state, call.agent = "talking", stored.serving_agent
             call.answered_at = answered.at.timestamp() - self._epoch
         self.calls[data.id] = call
-        return call
-
-    def resume_in_transit(
-        self,
-        data: ContactData,
-        landing: str,
-        to_site: str,
-        *,
-        agent: str,
-        reservation: int,
-        order: int,
-    ) -> LiveCall:
-        """A contact an earlier router sent from the API to ``agent`` at ``to_site`` on
-        transfer order ``order`` (stored, counted, ringing under ``reservation`` then), not
-        known to have arrived: ringing as stored, and in transit until a site's snapshot lists
-        it or its order, or it is delivered again (the earlier delivery superseded)."""
-        call = self.calls[data.id] = LiveCall(
-            data=data,
-            landing=landing,
-            site=to_site,
-            state="ringing",
-            agent=agent,
-            reservation=reservation,
-            reserved=True,
-            in_transit=True,
-            held=True,
-            transit_order=order,
-        )
         return call
 
     def queued(self, contact_id: str, at: float) -> None:
