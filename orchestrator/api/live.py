@@ -237,6 +237,9 @@ class LiveCall:
     # Resumed in transit (sent to ``site`` before this router started, from a site or the
     # API) on this transfer order: ``site`` lists it as received once it took the call in.
     transit_order: int | None = None
+    # Sites whose next snapshot, not having the call in transit (nor the site it left still
+    # listing it sent away), says it is nowhere: both PBXs lost it (restarted meanwhile).
+    awaiting: frozenset[str] = frozenset()
 
     @property
     def id(self) -> str:
@@ -585,6 +588,9 @@ class ContactHistory:
             # recorded before orders were, its delivery's reservation).
             order = last.detail.get("order", (moves[-1] if moves else last).detail["reservation"])
             call.in_transit, call.transit_order = True, int(order)
+            origin = last.detail.get("from_site")
+            if isinstance(origin, str) and origin in self.network.sites:  # (API: routed again)
+                call.awaiting = frozenset({origin, call.site})
         if stored.status is StoredStatus.RESERVED:
             ring = next(e for e in reversed(history) if e.kind is RouteEventKind.RESERVED)
             reservation = ring.detail.get("reservation")
@@ -624,6 +630,7 @@ class ContactHistory:
             self._record(call, RouteEventKind.QUEUED, at, site=call.site)
         call.site, call.state, call.agent, call.reservation = site, "ringing", agent, reservation
         call.reserved, call.in_transit, call.transit_order = True, False, None
+        call.awaiting = frozenset()
         self._record(call, RouteEventKind.RESERVED, at, site=site, agent=agent, detail=detail)
 
     def transferred(
@@ -755,8 +762,10 @@ class ContactHistory:
         those held at the API); calls it has that were not known offered; each call's state
         taken from it (``transferred``: it left the site for another).  A contact resumed in
         transit whose order the site lists as received, and no longer has, reached it and
-        ended there while no router listened: ended the same way.  A call the
-        site's report that follows says it routed or lost alone is left to that report."""
+        ended there while no router listened: ended the same way; one that neither the site
+        it left (no longer listing it sent away) nor the site it went to has is nowhere (both
+        PBXs restarted): ended too.  A call the site's report that follows says it routed or
+        lost alone is left to that report."""
         at = snapshot.at
         self.staffed.snapshot(site, snapshot)
         statuses = {status.contact.id: status for status in snapshot.contacts}
@@ -765,8 +774,13 @@ class ContactHistory:
         for call in list(self.calls.values()):
             if call.id in statuses or call.id in reported:
                 continue
-            if (call.site == site and not (call.held or call.in_transit)) or (
-                call.transit_order is not None and call.transit_order in received
+            lost = site in call.awaiting and call.transit_order not in received
+            if lost:
+                call.awaiting -= {site}
+            if (
+                (call.site == site and not (call.held or call.in_transit))
+                or (call.transit_order is not None and call.transit_order in received)
+                or (lost and not call.awaiting)
             ):
                 if call.state == "talking":
                     self.finished(call.id, at)
@@ -775,7 +789,7 @@ class ContactHistory:
         for status in snapshot.contacts:
             known = self.calls.get(status.contact.id)
             call = known or self.offered(status.contact, site, status.contact.arrival)
-            call.held, call.transit_order = False, None
+            call.held, call.transit_order, call.awaiting = False, None, frozenset()
             if status.state == "transferred":
                 if call.site == site and not call.in_transit and status.to_site is not None:
                     detail = {"reservation": status.reservation, "from_site": site}

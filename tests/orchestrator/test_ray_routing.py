@@ -374,6 +374,40 @@ def test_a_new_router_takes_up_the_contacts_its_predecessor_left_open(
     assert (madrid["offered"], madrid["answered"], madrid["abandoned"]) == (1, 1, 0)
 
 
+async def _moving_to_ana_when_the_router_died(h: Harness) -> None:
+    """c1 lands at paris and leaves for ana at madrid; the router dies with the delivery on
+    its way."""
+    await h.snapshot("paris", [])
+    await h.snapshot("madrid", [ready("ana")])
+    await h.report("paris", ContactArrived(contact=call("c1", region="es"), at=T0))
+    [order] = h.to("paris", TransferOut)
+    left = ContactTransferred(
+        reservation=order.reservation, contact_id="c1", to_site="madrid", at=T0 + 1
+    )
+    await h.report("paris", left)
+    assert h.to("madrid", Deliver)
+
+
+def test_a_call_in_transit_that_both_sites_lost_is_ended_by_the_next_router(
+    database: Database,
+) -> None:
+    """As below, but both sites restarted with the router: paris no longer lists c1 as
+    sent away and madrid neither has it nor lists its order.  It is nowhere: ended."""
+    run(database, _moving_to_ana_when_the_router_died)
+
+    async def second(h: Harness) -> None:
+        await h.snapshot("madrid", [ready("ana")])
+        assert "c1" in h.routing.history.calls  # madrid alone cannot tell
+        await h.snapshot("paris", [])
+        assert "c1" not in h.routing.history.calls
+        await h.routing.drain()
+        assert not h.to("madrid", Deliver) and h.routing.write_errors == 0
+
+    run(database, second)
+    history = database.contacts.get("c1").history
+    assert [str(e.kind) for e in history][-1] == "abandoned"
+
+
 def test_a_call_in_transit_when_the_router_died_is_neither_ended_nor_offered_twice(
     database: Database,
 ) -> None:
@@ -381,19 +415,7 @@ def test_a_call_in_transit_when_the_router_died_is_neither_ended_nor_offered_twi
     next router knows it in transit: madrid's snapshot, which does not have it, does not end
     it; paris' lists it as sent away (not settled), and once every site has spoken the router
     routes it again from transit.  Nothing is created or recorded twice."""
-
-    async def first(h: Harness) -> None:
-        await h.snapshot("paris", [])
-        await h.snapshot("madrid", [ready("ana")])
-        await h.report("paris", ContactArrived(contact=call("c1", region="es"), at=T0))
-        [order] = h.to("paris", TransferOut)
-        left = ContactTransferred(
-            reservation=order.reservation, contact_id="c1", to_site="madrid", at=T0 + 1
-        )
-        await h.report("paris", left)
-        assert h.to("madrid", Deliver)  # on its way when the router dies
-
-    run(database, first)
+    run(database, _moving_to_ana_when_the_router_died)
     order = database.contacts.get("c1").history[1].detail["reservation"]
 
     async def second(h: Harness) -> None:
