@@ -572,7 +572,8 @@ class ContactHistory:
         router listened).  One that had left a site by transfer and was not known taken in
         (its delivery sent, not answered) is in transit: the site it left lists it until the
         router says it arrived, so the router finds it (the site that has it, or that lists
-        its order as received) or routes it again.  Its agent's staffed time is not resumed
+        its order as received) or routes it again; if neither site has it any more (both
+        restarted meanwhile), their snapshots end it.  Its agent's staffed time is not resumed
         (the earlier router counted it up to its last checkpoint)."""
         history = stored.history
         last = history[-1]
