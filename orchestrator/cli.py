@@ -308,20 +308,16 @@ def up(
     from orchestrator.system import (  # noqa: PLC0415
         ApiSpec,
         Phases,
-        SystemSpec,
         endpoint_lines,
         shown_url,
     )
 
-    spec = SystemSpec(
-        scenario=loaded,
-        sock=sock,
-        tokens=tokens,
-        router=config.router,
-        transit_timeout=config.router_transit_timeout_seconds,
-        shards=shards or config.router_shards,
-        num_cpus=config.ray_num_cpus,
-        ray_address=config.ray_address,
+    spec = _router_spec(
+        config,
+        loaded,
+        sock,
+        tokens,
+        shards=shards,
         clock=network_clock,
         sites=simulated,
         seed=run_seed,
@@ -416,19 +412,8 @@ def router(
             f"""'{{"{example}": "<secret>"}}'"""
         )
     sock = _listen(host or config.router_host, config.router_port if port is None else port)
-    from orchestrator.system import SystemSpec  # noqa: PLC0415
-
-    spec = SystemSpec(
-        scenario=loaded,
-        sock=sock,
-        tokens=tokens,
-        router=config.router,
-        transit_timeout=config.router_transit_timeout_seconds,
-        shards=shards or config.router_shards,
-        num_cpus=config.ray_num_cpus,
-        ray_address=config.ray_address,
-        clock=network_clock,
-        log_level="info",
+    spec = _router_spec(
+        config, loaded, sock, tokens, shards=shards, clock=network_clock, log_level="info"
     )
 
     def ready(system: System) -> None:
@@ -590,6 +575,34 @@ def _site_tokens(
     generated = sorted(set(sites) - set(tokens)) if generate else []
     tokens.update({site: secrets.token_urlsafe(24) for site in generated})
     return tokens, generated
+
+
+def _router_spec(
+    config: Settings,
+    scenario: Scenario,
+    sock: socket.socket,
+    tokens: dict[str, str],
+    *,
+    shards: int | None,
+    clock: ClockSettings | None,
+    **rest: Any,
+) -> SystemSpec:
+    """What `vcc up` and `vcc router` start alike: the router, from the settings; ``rest``:
+    what only one of them starts (simulated sites, the API)."""
+    from orchestrator.system import SystemSpec  # noqa: PLC0415
+
+    return SystemSpec(
+        scenario=scenario,
+        sock=sock,
+        tokens=tokens,
+        router=config.router,
+        transit_timeout=config.router_transit_timeout_seconds,
+        shards=shards or config.router_shards,
+        num_cpus=config.ray_num_cpus,
+        ray_address=config.ray_address,
+        clock=clock,
+        **rest,
+    )
 
 
 def _listen(host: str, port: int) -> socket.socket:
