@@ -390,9 +390,10 @@ def router(
     """Run the global router: one Ray actor per shard of the scenario's network (local Ray,
     or the cluster at VCC_RAY_ADDRESS / RAY_ADDRESS), and the sites' WebSocket links at
     /sites/{site}/stream, each authenticated by its token from VCC_SITE_TOKENS, with
-    /healthz.  On Unix time (real PBXs), or, given a clock origin, on the network's simulated
-    clock, that of `vcc site-agent` processes given the same origin and speed.  (`vcc up
-    --no-sites` is the same router with the control API and persistence.)"""
+    /healthz and Prometheus metrics at /metrics.  On Unix time (real PBXs), or, given a clock
+    origin, on the network's simulated clock, that of `vcc site-agent` processes given the
+    same origin and speed.  (`vcc up --no-sites` is the same router with the control API and
+    persistence.)"""
     config = _settings()
     network_clock: ClockSettings | None = _clock(config, speed, clock_origin)
     if network_clock is not None and network_clock.origin is None:
@@ -422,7 +423,7 @@ def router(
             f"vcc router: {len(plan.networks)} shard(s) on {spec.where} for "
             f"{len(network.sites)} sites, {len(network.queues)} queues, {len(network.agents)} "
             f"agents (largest component {plan.largest_component} agents); site links on "
-            f"{system.links_url}/sites/{{site}}/stream"
+            f"{system.links_url}/sites/{{site}}/stream; metrics at {system.url}/metrics"
         )
         if system.clock is not None and system.clock.origin is not None:
             origin = datetime.fromtimestamp(system.clock.origin, UTC).isoformat()
@@ -597,6 +598,7 @@ def _router_spec(
         tokens=tokens,
         router=config.router,
         transit_timeout=config.router_transit_timeout_seconds,
+        metrics_timeout=config.metrics_scrape_timeout_seconds,
         shards=shards or config.router_shards,
         num_cpus=config.ray_num_cpus,
         ray_address=config.ray_address,

@@ -276,6 +276,7 @@ class Demo:
             tokens={site: secrets.token_urlsafe(24) for site in sites},
             router=self.config.router,
             transit_timeout=self.config.router_transit_timeout_seconds,
+            metrics_timeout=self.config.metrics_scrape_timeout_seconds,
             shards=options.shards,
             num_cpus=options.num_cpus,
             ray_address=self.config.ray_address,

@@ -219,7 +219,12 @@ class RayRouting:
         self._downstream = downstream
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vcc-history")
         self.history = ContactHistory(
-            network, database.contacts, database.intervals, epoch=epoch, write=self._write
+            network,
+            database.contacts,
+            database.intervals,
+            epoch=epoch,
+            write=self._write,
+            counted=front.metrics.count_contacts,
         )
         self._arrivals: set[str] = set()  # site arrivals not yet answered by the router
         # Contacts an earlier router sent from the API to a site, not known to have arrived:

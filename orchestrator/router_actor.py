@@ -54,6 +54,7 @@ from orchestrator.global_router import (
     UnknownSiteError,
     reservation_origin,
 )
+from orchestrator.metrics import RouterMetrics
 from orchestrator.sharding import ShardPlan
 from routing.engine import SiteLoad
 from routing.model import AgentState, Network
@@ -496,7 +497,8 @@ class RouterFront:
     ``sink`` sends a message to a site (set it before the first message; the WebSocket hub
     does); ``clock`` gives ``now`` for the shards, and runs ``speed`` clock seconds per
     wall-clock second (a simulated network sped up: the timers wait accordingly).
-    ``observers`` see every site message (:class:`FrontObserver`)."""
+    ``observers`` see every site message (:class:`FrontObserver`); ``metrics`` count and
+    time every message and decision (:mod:`orchestrator.metrics`)."""
 
     def __init__(
         self,
@@ -518,6 +520,7 @@ class RouterFront:
         self.speed = speed
         self.observers: list[FrontObserver] = []
         self.counters = FrontCounters()
+        self.metrics = RouterMetrics()
         sites = plan.networks[0].sites if plan.networks else {}
         self._links = {site_id: _SiteLink(len(shards)) for site_id in sites}
         self._contacts: dict[str, tuple[int, str]] = {}  # live contact -> (shard, its site)
@@ -539,12 +542,16 @@ class RouterFront:
         link = self._links.get(site_id)
         if link is None or message.site_id != site_id:
             raise UnknownSiteError(f"site {message.site_id!r} on the link of {site_id!r}")
+        kind = "snapshot" if isinstance(message, Snapshot) else "delta"
+        self.metrics.received(site_id, kind)
+        started = time.perf_counter()
         for observer in self.observers:
             observer.site_message(site_id, message)
         if isinstance(message, Snapshot):
             await self._snapshot(site_id, link, message)
         else:
             await self._delta(site_id, link, message)
+        self.metrics.decided(kind, time.perf_counter() - started)
         for observer in self.observers:
             observer.site_message_applied(site_id, message)
 
@@ -562,7 +569,9 @@ class RouterFront:
                 f"site {site_id!r} is not connected to the router, or is resynchronising"
             )
         self.counters.injected += 1
+        started = time.perf_counter()
         await self._apply_events(site_id, link, events)
+        self.metrics.decided("injected", time.perf_counter() - started)
 
     async def expect_in_transit(
         self, from_site: str, order: int, to_site: str, data: ContactData
@@ -802,8 +811,10 @@ class RouterFront:
 
     def _send(self, site_id: str, message: RouterMessage) -> None:
         if self.sink is not None and self.sink(site_id, message):
+            self.metrics.sent_to(site_id, message.kind)
             return
         self.counters.dropped += 1
+        self.metrics.dropped_for(site_id)
         self.disconnected(site_id)
 
     # ----------------------------------------------------------------- timers

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
             "change on its PBX (and the router to apply it) before answering 504."
         ),
     )
+    metrics_scrape_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "How long GET /metrics waits for the router's shards' figures; a shard that does "
+            "not answer in time is left out of that scrape (vcc_router_shards_answering)."
+        ),
+    )
     site_agent: SiteAgentSettings = Field(
         default_factory=SiteAgentSettings,
         description="How `vcc site-agent` reaches the router (VCC_SITE_AGENT__ROUTER_URL ...).",

@@ -5,8 +5,9 @@
 Alembic, its configuration made the scenario's) while Ray starts (a small local Ray without a
 dashboard, or the cluster at ``ray_address``); the router's shards as Ray actors; the router's
 front on the network's clock; one uvicorn server on the given socket serving the control API
-(when there is one), the sites' WebSocket links and ``GET /healthz``; and the sites simulated
-in this process, each a site agent with its simulated PBX connecting over loopback.  It yields
+(when there is one), the sites' WebSocket links, ``GET /healthz`` and ``GET /metrics``; and the
+sites simulated in this process, each a site agent with its simulated PBX connecting over
+loopback.  It yields
 once every simulated site is connected and in step, and on the way out stops all of it in the
 reverse order, Ray included, whether the body ended, failed or was cancelled.
 
@@ -40,6 +41,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from orchestrator.api import create_app
+from orchestrator.metrics_endpoint import metrics_router
 from orchestrator.persistence import Database, upgrade
 from orchestrator.ray_routing import RayRouting
 from orchestrator.router_actor import RouterFront, start_ray, start_ray_shards, stop_ray
@@ -55,8 +57,8 @@ from site_agent.simulated_pbx import SimulatedClock
 from site_agent.simulation.scenario import Scenario
 
 METRICS_NOTE = (
-    "no /metrics endpoint yet (Prometheus metrics come with the monitoring issue); live figures "
-    "at GET {url}/v1/stats/realtime, 15-minute reports at GET {url}/v1/reports/intervals"
+    "{url}/metrics (Prometheus); live figures also at GET {url}/v1/stats/realtime, 15-minute "
+    "reports at GET {url}/v1/reports/intervals"
 )
 
 
@@ -134,6 +136,7 @@ class SystemSpec:
     num_cpus: int | None = None  # default: one per shard, at least 2
     ray_address: str | None = None
     shard_timeout: float = 120.0
+    metrics_timeout: float = 5.0  # a scrape's wait for the shards' figures
     transit_timeout: float | None = None  # None: a restarted router waits for every site
     clock: ClockSettings | None = None
     sites: tuple[str, ...] = ()
@@ -365,6 +368,14 @@ async def running_system(
             stack.callback(system.routing.close)
             app = create_app(spec.api.settings, database=database, routing=system.routing)
             app.include_router(links.router)  # its routes, not its docs
+        app.include_router(
+            metrics_router(
+                front,
+                hub.connected,
+                system.routing.realtime_stats if system.routing is not None else None,
+                timeout=spec.metrics_timeout,
+            )
+        )
         server = _Server(
             uvicorn.Config(
                 app, log_level=spec.log_level, lifespan="off", timeout_graceful_shutdown=5

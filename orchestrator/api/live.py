@@ -490,7 +490,8 @@ class ContactHistory:
 
     Agents' staffed time is counted beside (``staffed``, a :class:`StaffedTime`): from the
     sites' presence events (:meth:`presence`) and snapshots (:meth:`reconcile`), and the
-    contacts agents answer and end; :meth:`advance` writes what is due, :meth:`close` all."""
+    contacts agents answer and end; :meth:`advance` writes what is due, :meth:`close` all.
+    ``counted`` sees each contact's counters as they are added (the router's metrics)."""
 
     def __init__(
         self,
@@ -501,6 +502,7 @@ class ContactHistory:
         epoch: float = 0.0,
         write: Writer = _immediately,
         checkpoint: float | None = CHECKPOINT_SECONDS,
+        counted: Callable[[str, str, Counters], None] | None = None,
     ) -> None:
         self.network = network
         self.calls: dict[str, LiveCall] = {}
@@ -513,6 +515,7 @@ class ContactHistory:
         self._intervals = intervals
         self._epoch = epoch
         self._write = write
+        self._counted = counted
 
     # ----------------------------------------------------------------- agents
 
@@ -879,6 +882,8 @@ class ContactHistory:
         )
 
     def _count(self, call: LiveCall, counters: Counters) -> None:
+        if self._counted is not None:
+            self._counted(call.landing, call.data.queue_id, counters)
         if self._intervals is None:
             return
         add, when = self._intervals.add, self._time(call.data.arrival)

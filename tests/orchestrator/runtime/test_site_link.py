@@ -19,9 +19,11 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import ray
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -219,8 +221,6 @@ def test_snapshot_deltas_deliver_to_a_ready_agent_and_confirmation(
 
 
 async def _health(server: RouterServer) -> dict[str, Any]:
-    import httpx  # noqa: PLC0415
-
     port = server.url.rsplit(":", 1)[1]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         response = await client.get("/healthz")
@@ -381,6 +381,17 @@ def test_vcc_router_serves_the_scenario_on_a_given_ray_cluster(stack: ExitStack)
         site.snapshot()
         site.send(AgentLoggedIn(agent_id=agent_id, at=time.time(), ready=True))
         site.expect(Ack, seq=1)
+        metrics = httpx.get(banner.rsplit("metrics at ", 1)[1].strip(), timeout=30)
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(metrics.text)
+            for sample in family.samples
+        }
+        assert samples[("vcc_site_connected", (("site", site_id),))] == 1
+        assert samples[("vcc_site_in_step", (("site", site_id),))] == 1
+        kind = (("kind", "delta"), ("site", site_id))
+        assert samples[("vcc_router_site_messages_total", kind)] == 1
+        assert samples[("vcc_router_site_events_total", (("kind", "agent_logged_in"),))] == 1
         site.close()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
