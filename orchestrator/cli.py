@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -630,4 +631,11 @@ def _serve(
     except KeyboardInterrupt:  # a second Ctrl-C, during the shutdown
         typer.echo(f"{name}: interrupted during the shutdown", err=True)
         raise typer.Exit(code=130) from None
+    except SystemExit as error:
+        # While `ray.init` runs, Ray's own SIGTERM handler exits (code 15); what had started
+        # is stopped on the way out, as for a SIGTERM at any other time.
+        if error.code != signal.SIGTERM:
+            raise
+        typer.echo(f"{name}: stopped by SIGTERM while Ray was starting", err=True)
+        raise typer.Exit(code=128 + signal.SIGTERM) from None
     return stopping

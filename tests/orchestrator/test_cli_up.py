@@ -325,6 +325,59 @@ def test_a_router_and_a_site_agent_on_one_clock_origin_and_speed_agree_on_the_ti
         router.ensure_dead()
 
 
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, by pid, with their command name (Linux /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        if int(rest.split()[1]) == pid:
+            found[int(stat.parent.name)] = name
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("command", ["up", "router"])
+def test_sigterm_while_ray_starts_stops_it_cleanly_in_one_line(
+    command: str, tmp_path: Path
+) -> None:
+    """Ray installs its own SIGTERM handler while it starts (it exits the process): vcc says
+    so in one line and leaves no Ray process behind, or, if its own handler got the signal
+    first, stops as it does at any other time.  The signal is sent once Ray's GCS server runs,
+    which is while ``ray.init`` waits for the rest of Ray."""
+    args = {
+        "up": ["up", "--port", "0", "--database", str(tmp_path / "vcc.db")],
+        "router": ["router", "--port", "0"],
+    }[command]
+    process = Process(*args, env=environment(VCC_SITE_TOKENS='{"lisbon": "t0ken"}'))
+    try:
+        ray_processes = poll(
+            lambda: {p: n for p, n in children(process.popen.pid).items() if "gcs" in n},
+            60,
+            "Ray's GCS server",
+        )
+        code, _ = process.stop(signal.SIGTERM)
+        process.until(r"stopped by SIGTERM|^Stopped cleanly|Finished server", timeout=30)
+    finally:
+        process.ensure_dead()
+    assert "Traceback" not in process.output
+    if code == 128 + signal.SIGTERM:
+        assert process.seen[-1] == f"vcc {command}: stopped by SIGTERM while Ray was starting"
+    else:  # the usual shutdown
+        assert code == 0, process.output
+    poll(lambda: not any(alive(p) for p in ray_processes), 30, f"{ray_processes} ended")
+
+
 # ------------------------------------------------------------------ bad input
 
 
