@@ -576,8 +576,9 @@ class ContactHistory:
         (its delivery sent, not answered) is in transit: the site it left lists it until the
         router says it arrived, so the router finds it (the site that has it, or that lists
         its order as received) or routes it again; if neither site has it any more (both
-        restarted meanwhile), their snapshots end it.  Its agent's staffed time is not resumed
-        (the earlier router counted it up to its last checkpoint)."""
+        restarted meanwhile), their snapshots end it.  Its agent's staffed time goes to its
+        queue again from the site's snapshot on (the earlier router counted it up to its last
+        checkpoint; what lies between is not known)."""
         history = stored.history
         last = history[-1]
         site = next((e.site for e in reversed(history) if e.site is not None), None)
@@ -818,6 +819,10 @@ class ContactHistory:
                                   detail=detail)  # fmt: skip
                 elif status.state == "talking" and call.state != "talking":
                     self.answered(call.id, at, agent=status.agent_id, site=site)
+                elif status.state == "talking" and call.agent == status.agent_id:
+                    # Taken up talking from an earlier router: its agent's time goes to the
+                    # call's queue from here, as it would have without the restart.
+                    self.staffed.working(status.agent_id, call.id, call.data.queue_id, at)
                 call.site, call.in_transit = site, False
 
     # ----------------------------------------------------------------- helpers

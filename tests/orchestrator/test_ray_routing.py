@@ -128,8 +128,9 @@ def build(
     database: Database,
     shards: int = 1,
     clients: Callable[[Network], list[ShardClient]] | None = None,
+    config: NetworkConfig = CONFIG,
 ) -> Harness:
-    network = compile_network(CONFIG)
+    network = compile_network(config)
     plan = plan_shards(network, shards)
     clock = Clock()
     made = (
@@ -155,8 +156,12 @@ def build(
     return harness
 
 
-def run(database: Database, scenario: Callable[[Harness], Coroutine[Any, Any, None]]) -> None:
-    harness = build(database)
+def run(
+    database: Database,
+    scenario: Callable[[Harness], Coroutine[Any, Any, None]],
+    config: NetworkConfig = CONFIG,
+) -> None:
+    harness = build(database, config=config)
 
     async def main() -> None:
         try:
@@ -372,6 +377,51 @@ def test_a_new_router_takes_up_the_contacts_its_predecessor_left_open(
     paris, madrid = counters(database, "paris"), counters(database, "madrid")
     assert (paris["offered"], paris["answered"], paris["abandoned"]) == (2, 1, 0)
     assert (madrid["offered"], madrid["answered"], madrid["abandoned"]) == (1, 1, 0)
+
+
+def test_a_call_taken_up_talking_keeps_its_agents_time_on_its_queue(
+    database: Database,
+) -> None:
+    """Bob (billing and tech here) is on billing call c2 when the router dies.  The next
+    router takes c2 up talking: from paris' snapshot on, bob's staffed time goes to billing,
+    the queue he works on, as it did before the restart, not half of it to tech as if he were
+    idle."""
+    document = CONFIG.model_dump(mode="json")
+    [bob_config] = [a for a in document["agents"] if a["id"] == "bob"]
+    bob_config["skills"]["tech"] = 5
+    config = NetworkConfig.model_validate(document)
+    database.config.replace(config, actor="test")
+
+    async def first(h: Harness) -> None:
+        await h.snapshot("paris", [ready("bob")])
+        await h.report("paris", ContactArrived(contact=call("c2"), at=T0))
+        [deliver] = h.to("paris", Deliver)
+        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c2", at=T0 + 2)
+        await h.report("paris", confirm)
+
+    run(database, first, config)
+    before = {queue: counters(database, "paris", queue) for queue in ("billing", "tech")}
+
+    async def second(h: Harness) -> None:
+        assert h.routing.resumed == 1
+        h.clock.now = T0 + 100
+        bob = AgentStatus(agent_id="bob", logged_in=True, ready=False)
+        talking = ContactStatus(contact=call("c2"), state="talking", agent_id="bob")
+        h.connected.add("paris")
+        snapshot = h.scripts["paris"].snapshot([bob], [talking])
+        await h.front.receive("paris", snapshot.model_copy(update={"at": T0 + 100}))
+        assert await h.routing.contact_state("c2") == "talking"
+        h.clock.now = T0 + 160
+        await h.report("paris", ContactFinished(contact_id="c2", at=T0 + 160, wrap_up=0))
+
+    run(database, second, config)
+    after = {queue: counters(database, "paris", queue) for queue in ("billing", "tech")}
+
+    def staffed(figures: dict[str, float]) -> float:
+        return figures.get("staffed_seconds", 0.0)
+
+    assert staffed(after["billing"]) - staffed(before["billing"]) == pytest.approx(60.0)
+    assert staffed(after["tech"]) == pytest.approx(staffed(before["tech"]))
 
 
 async def _moving_to_ana_when_the_router_died(h: Harness) -> None:
