@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -162,6 +163,18 @@ class RouterProcess(_Process):
     def health(self) -> dict[str, Any]:
         body: dict[str, Any] = self.http.get("/healthz").raise_for_status().json()
         return body
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the series ``name`` whose labels include ``labels``, as ``GET /metrics``
+        (Prometheus's text format, read with its own parser) has them now."""
+        text = self.http.get("/metrics").raise_for_status().text
+        want = set(labels.items())
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and want <= set(sample.labels.items())
+        )
 
     def in_step(self, *sites: str) -> bool:
         try:

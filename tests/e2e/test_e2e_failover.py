@@ -14,6 +14,8 @@ each contact it created must say how it ended.
 
 from __future__ import annotations
 
+import contextlib
+import operator
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -98,6 +100,37 @@ def stored_open(router: RouterProcess) -> set[str]:
     return found
 
 
+def stored_statuses(router: RouterProcess) -> Counter[str]:
+    """How many contacts the database holds in each status."""
+    found: Counter[str] = Counter()
+    cursor = None
+    while True:
+        params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = router.api.get("/contacts", params=params).raise_for_status().json()
+        found.update(item["status"] for item in page["items"])
+        if (cursor := page["next_cursor"]) is None:
+            return found
+
+
+def offered_and_abandoned(router: RouterProcess) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Offered and abandoned contacts as the router's metrics count them, and as stored."""
+    stored = stored_statuses(router)
+    counted = (
+        router.metric("vcc_contacts_offered_total"),
+        router.metric("vcc_contacts_abandoned_total"),
+    )
+    return counted, (stored.total(), stored["abandoned"])
+
+
+def metrics_match_the_database(router: RouterProcess) -> None:
+    """The history's writes trail the counters by a thread's turn: wait for them, then say
+    what differs, if anything."""
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: operator.eq(*offered_and_abandoned(router)), 10, "the history written")
+    counted, stored = offered_and_abandoned(router)
+    assert counted == stored, f"metrics (offered, abandoned) {counted}, database {stored}"
+
+
 def api_outcomes(router: RouterProcess, ids: list[str]) -> dict[str, str]:
     """How the API's record says each contact ended."""
     return {c: router.api.get(f"/contacts/{c}").raise_for_status().json()["status"] for c in ids}
@@ -161,10 +194,13 @@ def test_a_site_agent_killed_mid_stream_comes_back_in_step(
         east.kill()
         killed = time.monotonic()
         wait_for(lambda: not router.health()["sites"]["east"]["connected"], 10, "east down")
+        assert router.metric("vcc_site_connected", site="east") == 0
         east = sites["east"] = SiteProcess("east", router.url, tmp_path, clock, number=2)
         incarnations.append(east.incarnation)
         wait_for(lambda: router.in_step("east"), 30, "east back in step")
         back = time.monotonic() - killed
+        assert router.metric("vcc_site_in_step", site="east") == 1
+        assert router.metric("vcc_router_site_messages_total", site="east", kind="snapshot") >= 2
         created += api_contacts(router, 6, "after")
 
         # Mid-stream (east joined the network's clock where it is now): every view matches.
@@ -173,6 +209,8 @@ def test_a_site_agent_killed_mid_stream_comes_back_in_step(
         final = finish(router, sites, timeout=40, keep_router=True)
         held_in_transit(router, final)
         outcomes = api_outcomes(router, created)
+        # One router all along: its metrics count every contact the database holds, once.
+        metrics_match_the_database(router)
         assert router.stop() == 0, router.tail()
     finally:
         stop_all([*sites.values(), router])
