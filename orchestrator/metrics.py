@@ -22,12 +22,13 @@ Figures read at scrape time (links, the shards' counters, real-time statistics) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from orchestrator.persistence import Counters
+if TYPE_CHECKING:  # the shards' actors import this module: no SQLAlchemy for them
+    from orchestrator.persistence import Counters
 
 DECISION_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -166,3 +168,19 @@ def test_a_call_that_fails_in_a_batch_fails_alone() -> None:
             shard.close()
 
     asyncio.run(scenario())
+
+
+def test_a_shards_actor_imports_neither_the_database_nor_the_web_layers() -> None:
+    """Each shard's Ray worker imports ``orchestrator.router_actor``: SQLAlchemy, Alembic,
+    FastAPI and the like there cost seconds per worker on a loaded machine (seen: shards 8 s to
+    start beside two busy cores, 21 s with the database layer imported), for nothing a shard
+    uses."""
+    heavy = ["sqlalchemy", "alembic", "psycopg", "fastapi", "uvicorn", "orchestrator.api"]
+    script = (
+        "import sys, orchestrator.router_actor; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+    assert imported == ""
