@@ -20,8 +20,9 @@ Each scripted site snapshots its agents logged in, half ready and half not ready
    max, size, series.  Baseline in the same run: ``realtime_stats()`` alone (the work of
    ``GET /v1/stats/realtime``, which the scrape includes).
 2. **per message**: ``--messages`` deltas of one agent event each (not ready / ready toggles)
-   through ``front.receive``, the router's whole path, instruments included; then the
-   instruments' own work for one message alone (the message counter, the decision timer, the
+   through ``front.receive``, the router's whole path, ``--rounds`` times with the instruments
+   and as many with them replaced by no-ops, alternating (the A/B ratio); and the instruments'
+   own work for one message alone (the message counter, the decision timer, the
    acknowledgement's counter), as a share of the path.
 """
 
@@ -154,7 +155,19 @@ async def measure(args: argparse.Namespace, database: Database) -> dict[str, Any
         scrapes.append(time.perf_counter() - started)
     series = sum(len(f.samples) for f in text_string_to_metric_families(body.decode()))
 
-    path = await router.toggle(args.messages)
+    # A/B in one run: the path with the instruments, and with them replaced by no-ops,
+    # alternating rounds so that the machine's drift hits both alike.
+    metrics = router.front.metrics
+    silent = {name: (lambda *_: None) for name in ("received", "decided", "sent_to")}
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(args.rounds):
+        on.append(await router.toggle(args.messages))
+        vars(metrics).update(silent)
+        off.append(await router.toggle(args.messages))
+        for name in silent:
+            del vars(metrics)[name]
+    path, bare = statistics.median(on), statistics.median(off)
     own = instruments_seconds(router.front, args.messages)
     router.routing.close()
     return {
@@ -167,6 +180,7 @@ async def measure(args: argparse.Namespace, database: Database) -> dict[str, Any
         "bytes": len(body),
         "series": series,
         "per_message_us": path / args.messages * 1e6,
+        "bare_us": bare / args.messages * 1e6,
         "instruments_us": own / args.messages * 1e6,
     }
 
@@ -187,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--scrapes", type=int, default=11)
     parser.add_argument("--messages", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=7, help="A/B rounds of --messages.")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="vcc-metrics-bench-") as tmp:
@@ -216,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"per site message: router path {r['per_message_us']:.1f} µs, of which the "
         f"instruments {r['instruments_us']:.2f} µs ({share:.1%})"
+    )
+    print(
+        f"A/B, median of {args.rounds} rounds of {args.messages:,} messages: with the "
+        f"instruments {r['per_message_us']:.1f} µs, without {r['bare_us']:.1f} µs "
+        f"({r['per_message_us'] / r['bare_us'] - 1:+.1%})"
     )
     return 0
 

@@ -16,16 +16,28 @@ tests run many) never share or clash on a series.  Updated at every decision:
   them (landing site and queue, at the moment each is known), so that ``rate()`` over them
   gives the service level, abandon rate, ASA, AHT and cost of any window.
 
+**Why plain dictionaries.**  prometheus_client's own counters and histograms take a lock and
+resolve their labels on every update: ~1.5 µs each, 12 % of the in-process router's path per
+site message (``benchmarks/metrics_bench.py``).  Everything here is updated and read on the
+router's event loop only, so the counts are plain dictionary entries (~0.1 µs), and the library
+does what it is for: the exposition, from these counts, at scrape time (:meth:`collect`).
+
 Figures read at scrape time (links, the shards' counters, real-time statistics) are built by
 :mod:`orchestrator.metrics_endpoint`, which serves ``GET /metrics``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # the shards' actors import this module: no SQLAlchemy for them
     from orchestrator.persistence import Counters
@@ -49,77 +61,102 @@ CONTACT_COUNTERS = {
 agent's, not a contact's: it is in the interval reports)."""
 
 
-class RouterMetrics:
+@dataclass(slots=True)
+class _Timings:
+    """One histogram series: observations per bucket (the last past every bound), and sum."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(DECISION_BUCKETS) + 1))
+    total: float = 0.0
+
+
+class RouterMetrics(Collector):
     """The instruments of one router (module docstring); ``render()`` is their exposition."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self._children: dict[tuple[Any, ...], Any] = {}
-        ProcessCollector(registry=self.registry)  # CPU seconds, memory, open files
-        self.site_messages = Counter(
-            "vcc_router_site_messages",
-            "Site messages taken by the router (deltas and snapshots).",
-            ["site", "kind"],
-            registry=self.registry,
-        )
-        self.decision_seconds = Histogram(
-            "vcc_router_decision_seconds",
-            "From a site message (or an injected change) reaching the router to every shard "
-            "having answered and the resulting orders sent.",
-            ["kind"],
-            buckets=DECISION_BUCKETS,
-            registry=self.registry,
-        )
-        self.sent = Counter(
-            "vcc_router_messages_sent",
-            "Messages sent to sites, by kind (deliver, transfer_out, withdraw, ack, ...).",
-            ["site", "kind"],
-            registry=self.registry,
-        )
-        self.dropped = Counter(
-            "vcc_router_messages_dropped",
-            "Messages for a site that was not connected (its snapshot on reconnect repairs "
-            "what they would have done).",
-            ["site"],
-            registry=self.registry,
-        )
-        self.contacts = {
-            name: Counter(
-                f"vcc_contacts_{name}",
-                text,
-                ["site", "queue"],
-                registry=self.registry,
-            )
-            for name, text in CONTACT_COUNTERS.items()
+        self._received: Counter[tuple[str, str]] = Counter()
+        self._sent: Counter[tuple[str, str]] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._decisions: dict[str, _Timings] = {}
+        self._contacts: dict[str, Counter[tuple[str, str]]] = {
+            name: Counter() for name in CONTACT_COUNTERS
         }
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        ProcessCollector(registry=self.registry)  # CPU seconds, memory, open files
+
+    # ----------------------------------------------------------------- updates
 
     def received(self, site: str, kind: str) -> None:
-        self._child(self.site_messages, site, kind).inc()
+        self._received[site, kind] += 1
 
     def decided(self, kind: str, seconds: float) -> None:
-        self._child(self.decision_seconds, kind).observe(seconds)
+        timings = self._decisions.get(kind)
+        if timings is None:
+            timings = self._decisions[kind] = _Timings()
+        timings.counts[bisect_left(DECISION_BUCKETS, seconds)] += 1  # le: bound >= seconds
+        timings.total += seconds
 
     def sent_to(self, site: str, kind: str) -> None:
-        self._child(self.sent, site, kind).inc()
+        self._sent[site, kind] += 1
 
     def dropped_for(self, site: str) -> None:
-        self._child(self.dropped, site).inc()
-
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
-        """The labelled series, looked up once: ``labels()`` costs a microsecond a call, which
-        the router would pay several times for every message."""
-        key = (metric, *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self._dropped[site] += 1
 
     def count_contacts(self, site: str, queue: str, counters: Counters) -> None:
         """What the history adds to a site's and queue's interval counters."""
-        for name, counter in self.contacts.items():
+        for name, counts in self._contacts.items():
             value = getattr(counters, name)
             if value:
-                counter.labels(site, queue).inc(value)
+                counts[site, queue] += value
+
+    # ----------------------------------------------------------------- exposition
+
+    def collect(self) -> Iterator[Metric]:
+        received = CounterMetricFamily(
+            "vcc_router_site_messages",
+            "Site messages taken by the router (deltas and snapshots).",
+            labels=["site", "kind"],
+        )
+        for (site, kind), count in sorted(self._received.items()):
+            received.add_metric([site, kind], count)
+        yield received
+        decisions = HistogramMetricFamily(
+            "vcc_router_decision_seconds",
+            "From a site message (or an injected change) reaching the router to every shard "
+            "having answered and the resulting orders sent.",
+            labels=["kind"],
+        )
+        for kind, timings in sorted(self._decisions.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(
+                (*map(str, DECISION_BUCKETS), "+Inf"), timings.counts, strict=True
+            ):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            decisions.add_metric([kind], buckets, timings.total)
+        yield decisions
+        sent = CounterMetricFamily(
+            "vcc_router_messages_sent",
+            "Messages sent to sites, by kind (deliver, transfer_out, withdraw, ack, ...).",
+            labels=["site", "kind"],
+        )
+        for (site, kind), count in sorted(self._sent.items()):
+            sent.add_metric([site, kind], count)
+        yield sent
+        dropped = CounterMetricFamily(
+            "vcc_router_messages_dropped",
+            "Messages for a site that was not connected (its snapshot on reconnect repairs "
+            "what they would have done).",
+            labels=["site"],
+        )
+        for site, count in sorted(self._dropped.items()):
+            dropped.add_metric([site], count)
+        yield dropped
+        for name, text in CONTACT_COUNTERS.items():
+            family = CounterMetricFamily(f"vcc_contacts_{name}", text, labels=["site", "queue"])
+            for (site, queue), value in sorted(self._contacts[name].items()):
+                family.add_metric([site, queue], value)
+            yield family
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
