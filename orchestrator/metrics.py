@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from itertools import accumulate
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -75,7 +76,7 @@ class RouterMetrics(Collector):
     def __init__(self) -> None:
         self._received: Counter[tuple[str, str]] = Counter()
         self._sent: Counter[tuple[str, str]] = Counter()
-        self._dropped: Counter[str] = Counter()
+        self._dropped: Counter[tuple[str]] = Counter()
         self._decisions: dict[str, _Timings] = {}
         self._contacts: dict[str, Counter[tuple[str, str]]] = {
             name: Counter() for name in CONTACT_COUNTERS
@@ -100,7 +101,7 @@ class RouterMetrics(Collector):
         self._sent[site, kind] += 1
 
     def dropped_for(self, site: str) -> None:
-        self._dropped[site] += 1
+        self._dropped[(site,)] += 1
 
     def count_contacts(self, site: str, queue: str, counters: Counters) -> None:
         """What the history adds to a site's and queue's interval counters."""
@@ -112,51 +113,50 @@ class RouterMetrics(Collector):
     # ----------------------------------------------------------------- exposition
 
     def collect(self) -> Iterator[Metric]:
-        received = CounterMetricFamily(
+        yield _counters(
             "vcc_router_site_messages",
             "Site messages taken by the router (deltas and snapshots).",
-            labels=["site", "kind"],
+            ["site", "kind"],
+            self._received,
         )
-        for (site, kind), count in sorted(self._received.items()):
-            received.add_metric([site, kind], count)
-        yield received
         decisions = HistogramMetricFamily(
             "vcc_router_decision_seconds",
             "From a site message (or an injected change) reaching the router to every shard "
             "having answered and the resulting orders sent.",
             labels=["kind"],
         )
+        bounds = (*map(str, DECISION_BUCKETS), "+Inf")
         for kind, timings in sorted(self._decisions.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip(
-                (*map(str, DECISION_BUCKETS), "+Inf"), timings.counts, strict=True
-            ):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            decisions.add_metric([kind], buckets, timings.total)
+            cumulative = list(accumulate(timings.counts))
+            decisions.add_metric([kind], list(zip(bounds, cumulative, strict=True)), timings.total)
         yield decisions
-        sent = CounterMetricFamily(
+        yield _counters(
             "vcc_router_messages_sent",
             "Messages sent to sites, by kind (deliver, transfer_out, withdraw, ack, ...).",
-            labels=["site", "kind"],
+            ["site", "kind"],
+            self._sent,
         )
-        for (site, kind), count in sorted(self._sent.items()):
-            sent.add_metric([site, kind], count)
-        yield sent
-        dropped = CounterMetricFamily(
+        yield _counters(
             "vcc_router_messages_dropped",
             "Messages for a site that was not connected (its snapshot on reconnect repairs "
             "what they would have done).",
-            labels=["site"],
+            ["site"],
+            self._dropped,
         )
-        for site, count in sorted(self._dropped.items()):
-            dropped.add_metric([site], count)
-        yield dropped
         for name, text in CONTACT_COUNTERS.items():
-            family = CounterMetricFamily(f"vcc_contacts_{name}", text, labels=["site", "queue"])
-            for (site, queue), value in sorted(self._contacts[name].items()):
-                family.add_metric([site, queue], value)
-            yield family
+            yield _counters(f"vcc_contacts_{name}", text, ["site", "queue"], self._contacts[name])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+Labels = TypeVar("Labels", bound=tuple[str, ...])
+
+
+def _counters(
+    name: str, text: str, labels: list[str], counts: Mapping[Labels, float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, text, labels=labels)
+    for values, count in sorted(counts.items()):
+        family.add_metric(list(values), count)
+    return family

@@ -5,7 +5,7 @@ service with scripted sites."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -26,7 +26,7 @@ from site_agent.protocol import (
     Snapshot,
 )
 from tests.orchestrator.api.conftest import T0
-from tests.orchestrator.test_ray_routing import CONFIG, Harness, build, call, ready
+from tests.orchestrator.test_ray_routing import CONFIG, Harness, build, call, ready, run
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -66,21 +66,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 async def metrics_of(h: Harness) -> Samples:
     return parse(await scrape(h.front, h.connected, h.routing.realtime_stats, timeout=5.0))
-
-
-def run(database: Database, scenario: Callable[[Harness], Coroutine[Any, Any, None]]) -> None:
-    harness = build(database)
-
-    async def main() -> None:
-        try:
-            await scenario(harness)
-        finally:
-            await harness.routing.drain()
-
-    try:
-        asyncio.run(main())
-    finally:
-        harness.routing.close()
 
 
 def test_a_calls_life_shows_in_the_metrics_as_it_happens(database: Database) -> None:

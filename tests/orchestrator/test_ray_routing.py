@@ -332,6 +332,15 @@ def test_a_call_the_site_routed_alone_and_ended_while_the_link_was_down_is_recor
     assert (figures["offered"], figures["answered"], figures["abandoned"]) == (1, 1, 0)
 
 
+async def _bob_answers_c2(h: Harness) -> None:
+    """c2 lands at paris at T0 and bob answers it 2 s later."""
+    await h.snapshot("paris", [ready("bob")])
+    await h.report("paris", ContactArrived(contact=call("c2"), at=T0))
+    [deliver] = h.to("paris", Deliver)
+    confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c2", at=T0 + 2)
+    await h.report("paris", confirm)
+
+
 def test_a_new_router_takes_up_the_contacts_its_predecessor_left_open(
     database: Database,
 ) -> None:
@@ -341,11 +350,7 @@ def test_a_new_router_takes_up_the_contacts_its_predecessor_left_open(
     answered since; nothing is written twice."""
 
     async def first(h: Harness) -> None:
-        await h.snapshot("paris", [ready("bob")])
-        await h.report("paris", ContactArrived(contact=call("c2"), at=T0))
-        [deliver] = h.to("paris", Deliver)
-        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c2", at=T0 + 2)
-        await h.report("paris", confirm)
+        await _bob_answers_c2(h)
         await h.snapshot("madrid", [ready("ana")])
         await h.report("madrid", ContactArrived(contact=call("c3", region="es"), at=T0 + 3))
         await h.report("paris", ContactArrived(contact=call("c1"), at=T0 + 4))
@@ -393,11 +398,7 @@ def test_a_call_taken_up_talking_keeps_its_agents_time_on_its_queue(
     database.config.replace(config, actor="test")
 
     async def first(h: Harness) -> None:
-        await h.snapshot("paris", [ready("bob")])
-        await h.report("paris", ContactArrived(contact=call("c2"), at=T0))
-        [deliver] = h.to("paris", Deliver)
-        confirm = DeliveryConfirmed(reservation=deliver.reservation, contact_id="c2", at=T0 + 2)
-        await h.report("paris", confirm)
+        await _bob_answers_c2(h)
 
     run(database, first, config)
     before = {queue: counters(database, "paris", queue) for queue in ("billing", "tech")}
