@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import fields
 
@@ -35,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from orchestrator.api.routing import AgentCounts, RealtimeStats
+from orchestrator.api.routing import RealtimeStats
 from orchestrator.global_router import RouterCounters
 from orchestrator.router_actor import RouterFront
 
@@ -108,21 +109,15 @@ def shard_metrics(counters: list[RouterCounters], shards: int) -> list[Metric]:
     events = CounterMetricFamily(
         "vcc_router_site_events", "Site events the shards applied, by kind.", labels=["kind"]
     )
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     for c in counters:
-        for kind, count in c.by_kind.items():
-            kinds[kind] = kinds.get(kind, 0) + count
+        kinds.update(c.by_kind)
     for kind, count in sorted(kinds.items()):
         events.add_metric([kind], count)
     out.append(events)
     if len(counters) < shards:
         log.warning("metrics: %d of %d router shards answered", len(counters), shards)
     return out
-
-
-def _agents(family: GaugeMetricFamily, labels: list[str], counts: AgentCounts) -> None:
-    for state, value in counts.model_dump().items():
-        family.add_metric([*labels, state], value)
 
 
 def realtime_metrics(stats: RealtimeStats) -> list[Metric]:
@@ -151,7 +146,8 @@ def realtime_metrics(stats: RealtimeStats) -> list[Metric]:
         for name in SITE_STATUSES:
             status.add_metric([site.site, name], float(site.status == name))
         is_open.add_metric([site.site], float(site.open))
-        _agents(agents, [site.site], site.agents)
+        for state, count in site.agents.model_dump().items():
+            agents.add_metric([site.site, state], count)
         waiting.add_metric([site.site], site.waiting)
         if site.longest_wait_seconds is not None:
             site_longest.add_metric([site.site], site.longest_wait_seconds)

@@ -25,13 +25,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import ray
-from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.persistence import Database
 from orchestrator.site_link import listening_socket
 from site_agent.simulation.loading import load_scenario
+from tests.orchestrator.prometheus_text import parse, total, value
 
 CLI = [sys.executable, "-c", "from orchestrator.cli import app; app(prog_name='vcc')"]
 SITES = {"amsterdam", "casablanca", "lisbon"}
@@ -122,16 +122,6 @@ def poll(condition: Callable[[], T], timeout: float, what: str) -> T:
     raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
-def scraped(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus exposition, by name and sorted labels."""
-    text = httpx.get(url, timeout=30).raise_for_status().text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 def ready_api(process: Process) -> Api:
     url = process.until(r"^API: (http://127\.0\.0\.1:\d+)  \(OpenAPI docs: \1/docs\)$")[1]
     key = process.until(r"^Admin API key \(this run only\): (vcc-\S{16,})$")[1]
@@ -174,14 +164,14 @@ def test_vcc_up_serves_the_api_and_the_simulated_sites_until_interrupted(
 
         # Prometheus metrics beside the API: the links, the decisions, the contacts counted.
         assert f"Metrics: {api.url}/metrics (Prometheus)" in process.output
-        samples = scraped(f"{api.url}/metrics")
+        samples = parse(httpx.get(f"{api.url}/metrics", timeout=30).raise_for_status().text)
         for site in SITES:
-            assert samples[("vcc_site_connected", (("site", site),))] == 1
-        offered = (("queue", "tech"), ("site", "lisbon"))
-        assert samples[("vcc_contacts_offered_total", offered)] >= 1  # the API's contact
-        assert samples[("vcc_router_decision_seconds_count", (("kind", "injected"),))] >= 1
-        assert samples[("vcc_router_deliveries_total", ())] >= 1
-        assert sum(v for (name, _), v in samples.items() if name == "vcc_site_agents") > 0
+            assert value(samples, "vcc_site_connected", site=site) == 1
+        offered = value(samples, "vcc_contacts_offered_total", queue="tech", site="lisbon")
+        assert offered >= 1  # the API's contact
+        assert value(samples, "vcc_router_decision_seconds_count", kind="injected") >= 1
+        assert value(samples, "vcc_router_deliveries_total") >= 1
+        assert total(samples, "vcc_site_agents") > 0
 
         code, seconds = process.stop(signal.SIGINT)
         process.until(r"^Stopped cleanly in [0-9.]+ s \(Ray included\)\.$", timeout=10)

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.metrics_endpoint import SITE_STATUSES, metrics_router, scrape
 from orchestrator.persistence import Database
@@ -26,9 +25,8 @@ from site_agent.protocol import (
     Snapshot,
 )
 from tests.orchestrator.api.conftest import T0
+from tests.orchestrator.prometheus_text import Samples, parse, total, value
 from tests.orchestrator.test_ray_routing import CONFIG, Harness, build, call, ready, run
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
@@ -37,31 +35,12 @@ def database(empty_database: Database) -> Database:
     return empty_database
 
 
-def parse(text: bytes) -> Samples:
-    """Every sample by name and labels; the parser rejects a malformed exposition."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text.decode())
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
 def current_status(samples: Samples, site: str) -> str:
     """The one status whose series is 1 (every status has its series)."""
     statuses = {s: value(samples, "vcc_site_status", site=site, status=s) for s in SITE_STATUSES}
     [current] = [s for s, v in statuses.items() if v == 1]
     assert sum(statuses.values()) == 1
     return current
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over every series of ``name`` whose labels include ``labels``."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
 async def metrics_of(h: Harness) -> Samples:

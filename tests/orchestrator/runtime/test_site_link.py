@@ -23,7 +23,6 @@ import httpx
 import pytest
 import ray
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -53,6 +52,7 @@ from site_agent.protocol import (
     TransferOut,
 )
 from site_agent.simulation.loading import load_scenario
+from tests.orchestrator.prometheus_text import parse, value
 from tests.orchestrator.runtime.conftest import (
     SiteScript,
     contact,
@@ -382,16 +382,11 @@ def test_vcc_router_serves_the_scenario_on_a_given_ray_cluster(stack: ExitStack)
         site.send(AgentLoggedIn(agent_id=agent_id, at=time.time(), ready=True))
         site.expect(Ack, seq=1)
         metrics = httpx.get(banner.rsplit("metrics at ", 1)[1].strip(), timeout=30)
-        samples = {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(metrics.text)
-            for sample in family.samples
-        }
-        assert samples[("vcc_site_connected", (("site", site_id),))] == 1
-        assert samples[("vcc_site_in_step", (("site", site_id),))] == 1
-        kind = (("kind", "delta"), ("site", site_id))
-        assert samples[("vcc_router_site_messages_total", kind)] == 1
-        assert samples[("vcc_router_site_events_total", (("kind", "agent_logged_in"),))] == 1
+        samples = parse(metrics.raise_for_status().text)
+        assert value(samples, "vcc_site_connected", site=site_id) == 1
+        assert value(samples, "vcc_site_in_step", site=site_id) == 1
+        assert value(samples, "vcc_router_site_messages_total", site=site_id, kind="delta") == 1
+        assert value(samples, "vcc_router_site_events_total", kind="agent_logged_in") == 1
         site.close()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
